@@ -1,0 +1,59 @@
+"""dualviz home page: what the app shows, an instant closed-form preview, and what is coming."""
+
+import streamlit as st
+
+from dualviz.data import spectrum_values
+from dualviz.theory import interpolation_rescaled_dual, interpolation_rescaled_standard
+
+st.set_page_config(page_title="dualviz: duality gaps of deep networks", layout="wide")
+
+st.title("dualviz")
+st.markdown(
+    "**See, live, when a deep neural network has a duality gap.** dualviz trains the "
+    "non-convex network (the primal, in PyTorch), solves its convex dual (CVXPY, or a closed "
+    "form) and compares the two, after Wang, Ergen & Pilanci, *Parallel Deep Neural Networks "
+    "Have Zero Duality Gap* (ICLR 2023)."
+)
+st.markdown(
+    "The paper's story in one line: a **standard** deep linear network with L >= 3 layers "
+    "fitting a target of rank >= 2 has a **positive duality gap**; the same network in "
+    "**parallel** form (a sum of branches) with the paper's rescaled regularization has "
+    "**zero gap**."
+)
+
+st.subheader("Instant preview: the closed forms")
+st.caption(
+    "Interpolation of a target W* with the rescaled regularization, beta = t = 1. "
+    "Standard primal P = ||W*||_S(2/L), dual D = ||W*||_* (which the parallel net attains). "
+    "These are formulas evaluated instantly; the solver pages train the networks for real."
+)
+left, right = st.columns([1, 2])
+with left:
+    depth = st.slider("Depth L", 2, 10, 3, help="Number of weight layers.")
+    rank = st.slider("rank(W*)", 1, 10, 2, help="Rank of the target map.")
+    profile = st.selectbox("Singular values of W*", ("equal", "linear", "geometric"),
+                           help="equal: all 2; linear: 2, 2(r-1)/r, ...; geometric: 2, 1, 0.5, ...")
+sigma = spectrum_values(profile, rank)
+primal = interpolation_rescaled_standard(sigma, 1.0, 1.0, depth)
+dual = interpolation_rescaled_dual(sigma, 1.0, 1.0, depth)
+with right:
+    a, b, c = st.columns(3)
+    a.metric("Standard net, P", f"{primal:.4f}")
+    b.metric("Dual D = parallel net", f"{dual:.4f}")
+    c.metric("P / D", f"{primal / dual:.4f}")
+    if primal / dual > 1 + 1e-12:
+        st.info(f"Positive gap: depth {depth} with a rank-{rank} target. Try L = 2 or rank 1.")
+    else:
+        st.success("Zero gap: L = 2 or a rank-one target.")
+
+st.subheader("What is coming")
+st.markdown(
+    "- **Deep-linear explorer**: choose depth, width, data rank and spectrum, regularization; "
+    "watch training approach (or miss) the dual bound, with live spectra.\n"
+    "- **ReLU networks**: the two-layer convex program, rank-one three-layer duality, deep "
+    "parallel vs standard.\n"
+    "- **Gap curves**: sweeps over depth, rank, beta and width, locally or on a Dask cluster.\n"
+    "- **Sharing**: links that reproduce runs, classroom presets, presenter mode, exports.\n\n"
+    "Today the full solver runs from the command line: "
+    "`python -m dualviz solve --depth 3 --target-rank 2 --json`."
+)

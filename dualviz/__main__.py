@@ -1,0 +1,105 @@
+"""Command line: ``python -m dualviz solve [options] [--json]``.
+
+Every option comes from the Experiment's knob table (``--target-rank`` is the URL key
+``target-rank``), so ``--query`` with a page's query string computes the same experiment.
+Out-of-range values are clamped with a note on stderr; unusable input exits with status 2 and
+one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .config import KNOBS, ConfigError, Experiment
+from .data import DataError, Dataset, load_file
+from .runner import RunResult, run
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, no usage dump
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m dualviz", description="dualviz: duality gaps of deep nets")
+    commands = parser.add_subparsers(dest="command", required=True)
+    solve = commands.add_parser("solve", help="run one experiment", description=(
+        "Train the network, solve the dual and evaluate the closed forms of one experiment."))
+    solve.error = parser.error  # type: ignore[method-assign]
+    solve.add_argument("--query", default="", help="a page URL's query string (same keys)")
+    solve.add_argument("--data", metavar="FILE", help="an .npz (arrays X, Y) or .csv data file")
+    solve.add_argument("--json", action="store_true", help="print one JSON object")
+    for knob in KNOBS:
+        if knob.name == "data":
+            continue  # set by --data from the file's digest
+        kwargs: dict[str, Any] = {"dest": knob.name, "default": None, "help": knob.help}
+        if knob.kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif knob.kind == "choice":
+            kwargs["choices"] = knob.choices
+        solve.add_argument(f"--{knob.key}", **kwargs)
+    return parser
+
+
+def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Dataset | None, list[str]]:
+    """--query first, then explicit options on top, then --data; clamped, with notes."""
+    base, notes = Experiment.from_query(args.query)
+    explicit = {k.name: getattr(args, k.name) for k in KNOBS
+                if getattr(args, k.name, None) is not None}
+    uploaded = None
+    if args.data:
+        try:
+            with open(args.data, "rb") as handle:
+                uploaded = load_file(handle, args.data)
+        except OSError as exc:
+            raise DataError(f"cannot read {args.data}: {exc.strerror}") from None
+        explicit["data"] = uploaded.digest
+    exp, more = base.replace(**explicit)
+    return exp, uploaded, notes + more
+
+
+def summary(result: RunResult) -> str:
+    """A human-readable report."""
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.10g}"
+
+    e = result.experiment
+    lines = [
+        f"dualviz {e.arch} {e.activation} L={e.depth} {e.regularization} {e.objective} "
+        f"beta={e.beta:g} t={e.t:g}  data {result.dataset.name} "
+        f"({result.dataset.n}x{result.dataset.d} -> {result.dataset.k})  hash {e.hash}",
+        f"primal (trained)   {fmt(result.primal.value)}   residual {fmt(result.primal.residual)}"
+        f"   {result.primal.seconds:.2f}s",
+        f"dual ({result.dual.status})  {fmt(result.dual.value)}   {result.dual.method}"
+        f"   {result.dual.seconds:.2f}s",
+        f"closed form        primal {fmt(result.closed.primal)}   dual {fmt(result.closed.dual)}",
+        f"gap P - D          {fmt(result.gap)}   relative {fmt(result.relative_gap)}",
+    ]
+    lines += [f"note: {n}" for n in [*result.notes, *result.primal.notes, *result.dual.notes,
+                                      *result.closed.notes]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        exp, uploaded, notes = experiment_from_args(args)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        result = run(exp, uploaded, notes=notes)
+    except (UsageError, ConfigError, DataError) as exc:
+        print(f"dualviz: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_json(), indent=2) if args.json else summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

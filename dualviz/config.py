@@ -1,0 +1,300 @@
+"""The Experiment: every knob of a run, its bounds, its validation, its URL codec and its hash.
+
+One table drives everything (as in TensorFlow Playground): each field of :class:`Experiment`
+carries a :class:`Knob` in its metadata, and the page's controls, the URL query string, the CLI's
+options, the stored record and the cache key are all derived from that table. A URL key is the
+CLI's long option name without its leading dashes (``--target-rank`` <-> ``target-rank=2``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+# Bump when a change of code changes what a stored result means: old hashes stop matching.
+SCHEMA_VERSION = 1
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One property of the state: how to parse, clamp, show and explain it."""
+
+    name: str
+    kind: str  # "choice" | "int" | "float" | "bool" | "str"
+    default: Any
+    group: str  # "network" | "data" | "regularization" | "solver"
+    label: str
+    help: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # a log-scale slider on the page
+    restarts: bool = True  # changing it starts a new job (False: applies live)
+
+    @property
+    def key(self) -> str:
+        """The URL query key, which is also the CLI's long option without ``--``."""
+        return self.name.replace("_", "-")
+
+
+def _knob(default: Any, kind: str, group: str, label: str, help: str, **spec: Any) -> Any:
+    # The knob's name is filled in from the field name once the dataclass exists.
+    knob = Knob(name="", kind=kind, default=default, group=group, label=label, help=help, **spec)
+    return dataclasses.field(default=default, metadata={"knob": knob})
+
+
+class ConfigError(ValueError):
+    """A user-facing, one-line message about a value that cannot be used at all."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Every knob of one run. Construct with valid values, or use :meth:`from_values` to clamp."""
+
+    # network
+    arch: str = _knob(
+        "standard", "choice", "network", "Architecture",
+        "standard: one chain of layers; parallel: a sum of branches, each ending in one neuron "
+        "(the paper's parallel net).", choices=("standard", "parallel"))
+    activation: str = _knob(
+        "linear", "choice", "network", "Activation",
+        "linear: deep linear network (closed forms exist); relu: ReLU network.",
+        choices=("linear", "relu"))
+    depth: int = _knob(3, "int", "network", "Depth L", "Number of weight layers L.", low=2, high=10)
+    width: int = _knob(
+        8, "int", "network", "Width",
+        "Hidden width of the standard net (and of the inner layers of each parallel branch). "
+        "Below rank(W*) the net cannot interpolate.", low=1, high=256)
+    branches: int = _knob(
+        8, "int", "network", "Branches",
+        "Number of branches m of the parallel net; m >= rank(W*) is needed to interpolate.",
+        low=1, high=256)
+    # regularization
+    objective: str = _knob(
+        "interpolation", "choice", "regularization", "Objective",
+        "interpolation: min regularizer s.t. f(X) = Y; squared: 0.5||f(X) - Y||^2 + regularizer.",
+        choices=("interpolation", "squared"))
+    regularization: str = _knob(
+        "rescaled", "choice", "regularization", "Regularization",
+        "weight-decay: (beta/2) sum ||W_l||^2; rescaled (the paper's): ||W_l|| <= t for the first "
+        "L-2 layers plus (beta/2)(||W_L-1||^2 + ||W_L||^2); lth-power: (beta/L) sum ||W_l||^L.",
+        choices=("weight-decay", "rescaled", "lth-power"))
+    beta: float = _knob(
+        1.0, "float", "regularization", "beta", "Regularization strength beta > 0.",
+        low=1e-4, high=1e3, log=True)
+    t: float = _knob(
+        1.0, "float", "regularization", "t",
+        "Norm bound t of the constrained layers (rescaled regularization only).",
+        low=1e-2, high=1e2, log=True)
+    # data
+    data: str = _knob(
+        SYNTHETIC, "str", "data", "Data",
+        "'synthetic', or the digest of an uploaded data set (set by the upload, not by hand).")
+    n: int = _knob(
+        20, "int", "data", "Samples N", "Number of samples (rows of X).", low=1, high=2000)
+    d: int = _knob(5, "int", "data", "Features d", "Number of input features.", low=1, high=200)
+    k: int = _knob(
+        3, "int", "data", "Outputs K", "Number of outputs (columns of Y).", low=1, high=20)
+    x_rank: int = _knob(
+        5, "int", "data", "rank(X)", "Rank of the data matrix X (at most min(N, d)).",
+        low=1, high=200)
+    target_rank: int = _knob(
+        2, "int", "data", "rank(W*)",
+        "Rank of the target map W* (at most min(rank X, K)); rank >= 2 and L >= 3 open the gap "
+        "of a standard net.", low=1, high=20)
+    spectrum: str = _knob(
+        "equal", "choice", "data", "Spectrum of W*",
+        "Singular values of W*: equal (all 2), linear (2, 2(r-1)/r, ..., 2/r) or geometric "
+        "(2, 1, 0.5, ...).", choices=("equal", "linear", "geometric"))
+    noise: float = _knob(
+        0.0, "float", "data", "Noise",
+        "Std of Gaussian noise added to Y (kept in the range of X under interpolation).",
+        low=0.0, high=10.0)
+    whiten: bool = _knob(
+        False, "bool", "data", "Whiten X", "Make X^T X = I (needs rank(X) = d <= N); enables the "
+        "closed forms for the squared loss.")
+    seed: int = _knob(
+        0, "int", "data", "Seed", "Random seed of the data and of the initialisations.",
+        low=0, high=2**31 - 1)
+    # solver
+    optimizer: str = _knob(
+        "lbfgs", "choice", "solver", "Optimizer",
+        "lbfgs: L-BFGS with strong Wolfe line search (an augmented Lagrangian for "
+        "interpolation); adam: Adam.", choices=("lbfgs", "adam"))
+    iterations: int = _knob(
+        400, "int", "solver", "Iterations", "Optimizer iterations per restart.",
+        low=1, high=20000, log=True)
+    restarts: int = _knob(
+        3, "int", "solver", "Restarts",
+        "Independent random initialisations; the best feasible one is kept.", low=1, high=20)
+    lr: float = _knob(
+        1.0, "float", "solver", "Learning rate",
+        "L-BFGS: initial step (1 is standard); Adam: step size (about 0.01).",
+        low=1e-5, high=10.0, log=True)
+
+    def __post_init__(self) -> None:
+        clean, notes = _normalize({k.name: getattr(self, k.name) for k in KNOBS})
+        if notes:
+            raise ConfigError("invalid experiment: " + "; ".join(notes))
+        for name, value in clean.items():  # canonical types (e.g. 3 -> 3.0 for a float knob)
+            object.__setattr__(self, name, value)
+
+    # -- constructors -------------------------------------------------------------------------
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> tuple[Experiment, list[str]]:
+        """Parse, validate and clamp raw values (strings from a URL or CLI are fine).
+
+        Keys may be field names (``target_rank``) or URL keys (``target-rank``). Unknown keys are
+        ignored. Returns the experiment and one note per value that was changed.
+        """
+        raw: dict[str, Any] = {}
+        notes: list[str] = []
+        for key, value in values.items():
+            knob = KNOBS_BY_KEY.get(str(key)) or KNOBS_BY_NAME.get(str(key))
+            if knob is None:
+                notes.append(f"ignored unknown setting '{_short(key)}'")
+                continue
+            raw[knob.name] = value
+        clean, clamp_notes = _normalize(raw)
+        return cls(**clean), notes + clamp_notes
+
+    @classmethod
+    def from_query(cls, query: str) -> tuple[Experiment, list[str]]:
+        """Decode a URL query string (a leading ``?`` is allowed); the last repeated key wins."""
+        pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        return cls.from_values(dict(pairs))
+
+    def replace(self, **changes: Any) -> tuple[Experiment, list[str]]:
+        """A copy with some values changed, clamped like :meth:`from_values`."""
+        return Experiment.from_values({**self.to_dict(), **changes})
+
+    # -- views --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {k.name: getattr(self, k.name) for k in KNOBS}
+
+    def to_query(self) -> str:
+        """Every knob, in table order, so a link does not depend on today's defaults."""
+        return urlencode([(k.key, _format(k, getattr(self, k.name))) for k in KNOBS])
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form used by the CLI and the store: every knob plus the hash."""
+        return {**self.to_dict(), "hash": self.hash}
+
+    @property
+    def hash(self) -> str:
+        """A stable content hash: the key of every cached or stored result of this run."""
+        payload = json.dumps({"schema": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def uses_synthetic_data(self) -> bool:
+        return self.data == SYNTHETIC
+
+
+KNOBS: tuple[Knob, ...] = tuple(
+    dataclasses.replace(f.metadata["knob"], name=f.name) for f in dataclasses.fields(Experiment)
+)
+KNOBS_BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}
+KNOBS_BY_KEY: dict[str, Knob] = {k.key: k for k in KNOBS}
+GROUPS: tuple[str, ...] = ("network", "regularization", "data", "solver")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _format(knob: Knob, value: Any) -> str:
+    if knob.kind == "bool":
+        return "1" if value else "0"
+    return repr(value) if knob.kind == "float" else str(value)
+
+
+def _parse(knob: Knob, value: Any) -> tuple[Any, str | None]:
+    """One raw value -> (clean value, note or None). Never raises."""
+    shown = _short(value)
+    if knob.kind == "choice":
+        text = str(value).strip().lower()
+        if text in knob.choices:
+            return text, None
+        return knob.default, (f"{knob.key}: '{shown}' is not one of {', '.join(knob.choices)}; "
+                              f"using {knob.default}")
+    if knob.kind == "bool":
+        if isinstance(value, bool):
+            return value, None
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE, None
+        return knob.default, f"{knob.key}: '{shown}' is not a yes/no value; using {knob.default}"
+    if knob.kind == "str":
+        text = str(value)
+        if knob.name == "data" and not _is_data_ref(text):
+            return knob.default, (f"{knob.key}: '{shown}' is not a data set reference; "
+                                  "using synthetic")
+        return text, None
+    # numeric
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError, OverflowError):
+        number = float("nan")
+    if math.isnan(number):
+        return knob.default, f"{knob.key}: '{shown}' is not a number; using {knob.default}"
+    assert knob.low is not None and knob.high is not None
+    if not knob.low <= number <= knob.high:
+        clamped = min(max(number, knob.low), knob.high)
+        clamped = int(clamped) if knob.kind == "int" else clamped
+        return clamped, (f"{knob.key}: {shown} is outside [{_fmt_bound(knob.low)}, "
+                         f"{_fmt_bound(knob.high)}]; using {clamped}")
+    if knob.kind == "int":
+        whole = round(number)
+        note = None if whole == number else f"{knob.key}: {shown} is not whole; using {whole}"
+        return whole, note
+    return number, None
+
+
+def _fmt_bound(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _is_data_ref(text: str) -> bool:
+    # An uploaded data set is named by its 16-hex-digit content digest.
+    return text == SYNTHETIC or (len(text) == 16 and all(c in "0123456789abcdef" for c in text))
+
+
+def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Per-knob parsing and clamping, then the constraints that tie knobs together."""
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    for knob in KNOBS:
+        if knob.name in raw:
+            value, note = _parse(knob, raw[knob.name])
+            if note:
+                notes.append(note)
+        else:
+            value = knob.default
+        values[knob.name] = value
+
+    def lower(name: str, bound: int, why: str) -> None:
+        if values[name] > bound:
+            notes.append(f"{KNOBS_BY_NAME[name].key}: {values[name]} exceeds {why}; using {bound}")
+            values[name] = bound
+
+    if values["whiten"]:
+        lower("d", values["n"], "N (a whitened X needs d <= N)")
+        if values["x_rank"] != values["d"]:
+            notes.append(f"x-rank: a whitened X has full rank; using {values['d']}")
+            values["x_rank"] = values["d"]
+    lower("x_rank", min(values["n"], values["d"]), "min(N, d)")
+    lower("target_rank", min(values["x_rank"], values["k"]), "min(rank X, K)")
+    return values, notes

@@ -1,0 +1,112 @@
+"""One experiment end to end: data -> closed form, dual (CVXPY) and primal (training).
+
+The CLI, the page's worker jobs and sweeps all call :func:`run`, so a link, a command line and
+a sweep point with the same Experiment compute the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import ConfigError, Experiment
+from .data import Dataset, synthetic
+from .dual import DualResult, solve_dual
+from .primal import PrimalResult, Snapshot, solve_primal
+from .theory import ClosedForm, closed_form, target_spectrum
+
+
+def check_supported(exp: Experiment) -> None:
+    """Refuse, with a clear message, what this version cannot compute correctly."""
+    if exp.activation == "relu":
+        raise ConfigError("activation 'relu' is not available yet: ReLU networks are planned; "
+                          "use activation 'linear'")
+
+
+def dataset_for(exp: Experiment, uploaded: Dataset | None = None) -> Dataset:
+    """The data of an experiment: seeded synthetic data, or the upload its digest names."""
+    if exp.uses_synthetic_data:
+        return synthetic(exp.n, exp.d, exp.k, exp.x_rank, exp.target_rank, exp.spectrum,
+                         exp.noise, exp.whiten, exp.seed,
+                         interpolation=exp.objective == "interpolation")
+    if uploaded is None or uploaded.digest != exp.data:
+        raise ConfigError(f"this experiment uses the uploaded data set {exp.data}; "
+                          "supply that file (e.g. --data FILE.npz)")
+    return uploaded
+
+
+@dataclass(frozen=True)
+class RunResult:
+    experiment: Experiment
+    dataset: Dataset
+    closed: ClosedForm
+    dual: DualResult
+    primal: PrimalResult
+    target_spectrum: list[float]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gap(self) -> float | None:
+        """P - D, from the trained primal and the CVXPY dual."""
+        if self.primal.value is None or self.dual.value is None:
+            return None
+        return self.primal.value - self.dual.value
+
+    @property
+    def relative_gap(self) -> float | None:
+        """(P - D) / |D|."""
+        if self.gap is None or self.dual.value == 0:
+            return None
+        return self.gap / abs(self.dual.value)
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON schema (also what the store keeps)."""
+        primal = asdict(self.primal)
+        del primal["layer_singular_values"], primal["singular_values"]
+        return _finite({
+            "experiment": self.experiment.to_record(),
+            "data": {"name": self.dataset.name, "digest": self.dataset.digest,
+                     "n": self.dataset.n, "d": self.dataset.d, "k": self.dataset.k},
+            "notes": self.notes,
+            "primal": primal,
+            "dual": asdict(self.dual),
+            "closed_form": {"primal": self.closed.primal, "dual": self.closed.dual,
+                            "dual_label": self.closed.dual_label,
+                            "notes": list(self.closed.notes)},
+            "gap": self.gap,
+            "relative_gap": self.relative_gap,
+            "spectrum": {
+                "target": self.target_spectrum,
+                "learned": self.primal.singular_values,
+                "closed_form": None if self.closed.spectrum is None
+                else [float(x) for x in self.closed.spectrum],
+            },
+        })
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or inf: map them to null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def run(exp: Experiment, uploaded: Dataset | None = None,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+        notes: list[str] | None = None) -> RunResult:
+    """Closed form (instant), then the dual by CVXPY, then training with snapshots."""
+    check_supported(exp)
+    dataset = dataset_for(exp, uploaded)
+    X, Y = dataset.X, dataset.Y
+    closed = closed_form(exp, X, Y)
+    dual = solve_dual(exp, X, Y)
+    primal = solve_primal(exp, X, Y, on_snapshot)
+    target = [float(x) for x in target_spectrum(X, Y)]
+    return RunResult(exp, dataset, closed, dual, primal, target, list(notes or []))
+
