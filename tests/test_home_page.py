@@ -1,0 +1,36 @@
+"""AppTest of the home page: it renders, and its instant preview follows the controls."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+
+@pytest.fixture
+def home():
+    at = AppTest.from_file(str(Path(__file__).parents[1] / "app.py"), default_timeout=30)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def metric(at, label):
+    return float(next(m for m in at.metric if m.label == label).value)
+
+
+def test_home_shows_a_positive_gap_at_depth_three_rank_two(home):
+    assert metric(home, "P / D") == pytest.approx(2**0.5, abs=1e-4)
+    assert home.info and "Positive gap" in home.info[0].value
+
+
+def test_home_preview_closes_the_gap_at_depth_two(home):
+    next(s for s in home.slider if s.label == "Depth L").set_value(2).run()
+    assert not home.exception
+    assert metric(home, "P / D") == pytest.approx(1.0, abs=1e-12)
+    assert home.success and "Zero gap" in home.success[0].value
+
+
+def test_home_preview_grows_with_rank(home):
+    next(s for s in home.slider if s.label == "rank(W*)").set_value(4).run()
+    # Equal singular values: P/D = r^{(L-2)/2} = 2 for r = 4, L = 3.
+    assert metric(home, "P / D") == pytest.approx(2.0, abs=1e-4)
