@@ -180,9 +180,13 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         return {k.name: getattr(self, k.name) for k in KNOBS}
 
+    def to_params(self) -> dict[str, str]:
+        """URL key -> text of every knob, in table order."""
+        return {k.key: _format(k, getattr(self, k.name)) for k in KNOBS}
+
     def to_query(self) -> str:
         """Every knob, in table order, so a link does not depend on today's defaults."""
-        return urlencode([(k.key, _format(k, getattr(self, k.name))) for k in KNOBS])
+        return urlencode(self.to_params())
 
     def to_record(self) -> dict[str, Any]:
         """The JSON form used by the CLI and the store: every knob plus the hash."""

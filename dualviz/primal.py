@@ -175,15 +175,17 @@ def _train_one(exp, net, X, Y, restart, started) -> Iterator[Snapshot]:
         yield snap
 
 
+def is_feasible(exp: Experiment, snapshot: Snapshot) -> bool:
+    """Finite, and (for interpolation) within the residual tolerance."""
+    return bool(np.isfinite(snapshot.objective)) and (
+        exp.objective == "squared" or snapshot.residual <= RESIDUAL_TOL)
+
+
 def summarize(exp: Experiment, snapshots: list[Snapshot], seconds: float) -> PrimalResult:
     """The best restart among those that are finite and (for interpolation) feasible."""
     finals = [s for s in snapshots if s.done]
-    restarts = [
-        RestartResult(s.restart, s.objective, s.residual, s.iteration,
-                      bool(np.isfinite(s.objective)) and (
-                          exp.objective == "squared" or s.residual <= RESIDUAL_TOL))
-        for s in finals
-    ]
+    restarts = [RestartResult(s.restart, s.objective, s.residual, s.iteration,
+                              is_feasible(exp, s)) for s in finals]
     feasible = [s for s, r in zip(finals, restarts, strict=True) if r.feasible]
     notes = []
     if not feasible:

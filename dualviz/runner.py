@@ -65,24 +65,17 @@ class RunResult:
         """The CLI's JSON schema (also what the store keeps)."""
         primal = asdict(self.primal)
         del primal["layer_singular_values"], primal["singular_values"]
+        bounds = bounds_json(self.closed, self.dual, self.target_spectrum)
+        bounds["spectrum"]["learned"] = self.primal.singular_values
         return _finite({
             "experiment": self.experiment.to_record(),
             "data": {"name": self.dataset.name, "digest": self.dataset.digest,
                      "n": self.dataset.n, "d": self.dataset.d, "k": self.dataset.k},
             "notes": self.notes,
             "primal": primal,
-            "dual": asdict(self.dual),
-            "closed_form": {"primal": self.closed.primal, "dual": self.closed.dual,
-                            "dual_label": self.closed.dual_label,
-                            "notes": list(self.closed.notes)},
+            **bounds,
             "gap": self.gap,
             "relative_gap": self.relative_gap,
-            "spectrum": {
-                "target": self.target_spectrum,
-                "learned": self.primal.singular_values,
-                "closed_form": None if self.closed.spectrum is None
-                else [float(x) for x in self.closed.spectrum],
-            },
         })
 
 
@@ -97,16 +90,30 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def bounds_json(closed: ClosedForm, dual: DualResult, target: list[float]) -> dict[str, Any]:
+    """What is known before training starts (shown while the primal runs)."""
+    return _finite({"dual": asdict(dual),
+                    "closed_form": {"primal": closed.primal, "dual": closed.dual,
+                                    "dual_label": closed.dual_label, "notes": list(closed.notes)},
+                    "spectrum": {"target": target,
+                                 "closed_form": None if closed.spectrum is None
+                                 else [float(x) for x in closed.spectrum]}})
+
+
 def run(exp: Experiment, uploaded: Dataset | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
-        notes: list[str] | None = None) -> RunResult:
-    """Closed form (instant), then the dual by CVXPY, then training with snapshots."""
+        notes: list[str] | None = None,
+        on_bounds: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Closed form (instant), then the dual by CVXPY (reported to on_bounds), then training
+    (each snapshot reported to on_snapshot)."""
     check_supported(exp)
     dataset = dataset_for(exp, uploaded)
     X, Y = dataset.X, dataset.Y
     closed = closed_form(exp, X, Y)
     dual = solve_dual(exp, X, Y)
-    primal = solve_primal(exp, X, Y, on_snapshot)
     target = [float(x) for x in target_spectrum(X, Y)]
+    if on_bounds is not None:
+        on_bounds(bounds_json(closed, dual, target))
+    primal = solve_primal(exp, X, Y, on_snapshot)
     return RunResult(exp, dataset, closed, dual, primal, target, list(notes or []))
 

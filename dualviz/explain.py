@@ -1,0 +1,113 @@
+"""Words and formulas for a result: verdicts and DESIGN §3 with this run's numbers plugged in.
+
+Pure functions of an Experiment and numbers; the pages only display what these return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .config import Experiment
+from .primal import Snapshot, is_feasible
+
+ZERO_GAP_TOL = 1e-4  # relative gap below which training and the dual are said to agree
+
+
+def gap_verdict(primal: float | None, dual: float | None, tol: float = ZERO_GAP_TOL) -> str:
+    """One line: zero or positive gap, with the numbers."""
+    if primal is None or dual is None:
+        return "no verdict yet: " + ("the primal is not available" if primal is None
+                                     else "the dual is not available")
+    gap = primal - dual
+    relative = gap / abs(dual) if dual else float("inf")
+    if abs(relative) <= tol:
+        return f"zero duality gap: P - D = {gap:.2e} ({relative:.1e} of D)"
+    if gap < 0:
+        return (f"P below D by {-gap:.4f}: the primal is not feasible enough yet, or the dual "
+                "solve is inaccurate")
+    return f"positive duality gap: P - D = {gap:.4f} ({100 * relative:.2f}% of D)"
+
+
+def _sigma_list(sigma: Sequence[float], power: str = "") -> str:
+    shown = [f"{s:.4g}{power}" for s in sigma[:4]]
+    return " + ".join(shown) + (" + \\cdots" if len(sigma) > 4 else "")
+
+
+def formula_latex(exp: Experiment, sigma: Sequence[float] | None,
+                  primal: float | None, dual: float | None) -> str | None:
+    """The closed form of this architecture's optimal value (interpolation), numbers included;
+    None where DESIGN §3 gives no closed form."""
+    if exp.objective != "interpolation" or exp.activation != "linear" or not sigma:
+        return None
+    L, beta = exp.depth, exp.beta
+    p = f"{2}/{L}"
+    if exp.regularization == "weight-decay":
+        if exp.arch == "standard":
+            return (f"P = \\tfrac{{L\\beta}}{{2}} \\sum_i \\sigma_i^{{2/L}} = "
+                    f"\\tfrac{{{L} \\cdot {beta:g}}}{{2}} ({_sigma_list(sigma, '^{' + p + '}')}) "
+                    f"= {_num(primal)}")
+        return (f"P_{{\\text{{parallel}}}} = P_{{\\text{{standard}}}} = "
+                f"\\tfrac{{{L} \\cdot {beta:g}}}{{2}} ({_sigma_list(sigma, '^{' + p + '}')}) "
+                f"= {_num(primal)} \\;>\\; D = \\tfrac{{L\\beta}}{{2}}\\|W^*\\|_*^{{2/L}} "
+                f"= {_num(dual)}")
+    scale = (f"{beta:g} \\cdot {exp.t:g}^{{-{L - 2}}}" if exp.regularization == "rescaled"
+             else f"{beta:g}")
+    symbol = "\\beta t^{-(L-2)}" if exp.regularization == "rescaled" else "\\beta"
+    if exp.arch == "parallel":
+        return (f"P_{{\\text{{parallel}}}} = D = {symbol} \\|W^*\\|_* = {scale} "
+                f"({_sigma_list(sigma)}) = {_num(dual)}")
+    return (f"P = {symbol} \\|W^*\\|_{{S_{{2/L}}}} = {scale} "
+            f"({_sigma_list(sigma, '^{' + p + '}')})^{{{L}/2}} = {_num(primal)}")
+
+
+def _num(value: float | None) -> str:
+    return "?" if value is None else f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class Readout:
+    """The numbers a page shows for one job, final or so far."""
+
+    primal: float | None  # best feasible trained value (so far, while running)
+    dual: float | None
+    closed_primal: float | None
+    closed_dual: float | None
+    dual_label: str
+    final: bool
+    learned_spectrum: list[float] | None
+    layer_spectra: list[list[float]] | None
+    target_spectrum: list[float] | None
+    closed_spectrum: list[float] | None
+
+    @property
+    def gap(self) -> float | None:
+        return None if self.primal is None or self.dual is None else self.primal - self.dual
+
+    @property
+    def relative_gap(self) -> float | None:
+        return None if self.gap is None or not self.dual else self.gap / abs(self.dual)
+
+
+def readout(exp: Experiment, bounds: dict | None, result: dict | None,
+            snapshots: Sequence[Snapshot]) -> Readout:
+    """Numbers from the stored result when the job is done, else from the bounds (known before
+    training) and the snapshots so far."""
+    source = result or bounds or {}
+    closed = source.get("closed_form") or {}
+    spectrum = source.get("spectrum") or {}
+    dual = (source.get("dual") or {}).get("value")
+    last = snapshots[-1] if snapshots else None
+    if result is not None:
+        primal = result["primal"]["value"]
+        best = [s for s in snapshots if s.done and s.restart == result["primal"]["best_restart"]]
+        learned = spectrum.get("learned")
+        layers = best[-1].layer_singular_values if best else None
+    else:
+        finished = [s for s in snapshots if s.done and is_feasible(exp, s)]
+        primal = min((s.objective for s in finished), default=None)
+        learned = last.singular_values if last else None
+        layers = last.layer_singular_values if last else None
+    return Readout(primal, dual, closed.get("primal"), closed.get("dual"),
+                   closed.get("dual_label") or "dual", result is not None, learned, layers,
+                   spectrum.get("target"), spectrum.get("closed_form"))

@@ -1,0 +1,56 @@
+"""Jobs as a page sees them: the server's job manager, live snapshots, status lines."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import streamlit as st
+
+from ..jobs import JobManager, JobView
+from ..primal import Snapshot
+
+POLL_SECONDS = 0.25  # the live view redraws at least 4 times a second while a job runs
+_SNAPSHOTS = "_dualviz_snapshots"
+
+
+@st.cache_resource(show_spinner=False)
+def manager() -> JobManager:
+    """One job manager per server process, shared by every session."""
+    return JobManager()
+
+
+def watcher_id() -> str:
+    """This browser session's identity for the job manager."""
+    if "_dualviz_watcher" not in st.session_state:
+        st.session_state["_dualviz_watcher"] = uuid.uuid4().hex
+    return st.session_state["_dualviz_watcher"]
+
+
+def snapshots(view: JobView) -> list[Snapshot]:
+    """All snapshots of a job, reading only the new ones from the store on each call."""
+    cache = st.session_state.setdefault(_SNAPSHOTS, {})
+    key = (view.record.hash, view.record.created)  # a rerun of the same hash starts afresh
+    last_seq, seen = cache.get(key, (-1, []))
+    news = manager().store.snapshots(view.record.hash, after=last_seq)
+    if news:
+        seen = seen + [s for _, s in news]
+        last_seq = news[-1][0]
+        cache[key] = (last_seq, seen)
+    return seen
+
+
+def status_line(view: JobView) -> str:
+    """A short status for a job."""
+    record = view.record
+    if record.status == "queued":
+        if not manager().ready.is_set():
+            return "queued: the solvers are warming up (first run after the server started)"
+        return f"queued (position {view.queue_position}): waiting for a free worker"
+    if record.status == "running":
+        elapsed = time.time() - (record.started or time.time())
+        return f"running for {elapsed:.1f} s"
+    if record.status == "done":
+        took = (record.finished or 0) - (record.started or record.finished or 0)
+        return f"done in {took:.1f} s"
+    return f"{record.status}: {(record.error or '').splitlines()[0] if record.error else ''}"

@@ -1,0 +1,86 @@
+"""The page state: sidebar controls generated from the knob table, kept in the URL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from ..config import GROUPS, KNOBS, Experiment, Knob
+
+_APPLIED = "_dualviz_applied_query"  # the query string the widgets currently reflect
+_NOTES = "_dualviz_pending_notes"
+GROUP_TITLES = {"network": "Network", "regularization": "Objective and regularization",
+                "data": "Data", "solver": "Solver"}
+
+
+def widget_key(knob: Knob) -> str:
+    return f"knob_{knob.name}"
+
+
+def _url_values() -> dict[str, str]:
+    return st.query_params.to_dict()
+
+
+def _write_url(exp: Experiment) -> None:
+    st.query_params.from_dict(exp.to_params())
+
+
+def _widget(knob: Knob) -> Any:
+    key = widget_key(knob)
+    help_text = knob.help + ("  \nChanging it restarts the run." if knob.restarts
+                             else "  \nApplies live.")
+    if knob.kind == "choice":
+        return st.selectbox(knob.label, knob.choices, key=key, help=help_text)
+    if knob.kind == "bool":
+        return st.checkbox(knob.label, key=key, help=help_text)
+    if knob.kind == "int":
+        low, high = int(knob.low), int(knob.high)
+        if high - low <= 30:
+            return st.slider(knob.label, low, high, key=key, help=help_text)
+        return st.number_input(knob.label, low, high, step=1, key=key, help=help_text)
+    return st.number_input(knob.label, float(knob.low), float(knob.high), key=key,
+                           format="%.6g", help=help_text)
+
+
+def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
+                        ) -> tuple[Experiment, list[str]]:
+    """Sidebar controls for the knobs in `shown`; the URL is read first and written back.
+
+    `fixed` pins knobs this page does not offer (e.g. activation on the linear page). Returns
+    the experiment and notes on anything that was clamped or ignored.
+    """
+    fixed = dict(fixed or {})
+    url_exp, notes = Experiment.from_values({**_url_values(), **fixed})
+    notes = [n for n in notes if not n.startswith("ignored unknown setting")] + \
+        st.session_state.pop(_NOTES, [])
+    if st.session_state.get(_APPLIED) != url_exp.to_query():
+        # A link was opened (or the URL edited): the widgets follow the URL.
+        for knob in KNOBS:
+            st.session_state[widget_key(knob)] = getattr(url_exp, knob.name)
+        st.session_state[_APPLIED] = url_exp.to_query()
+    raw = url_exp.to_dict()
+    for group in GROUPS:
+        knobs = [k for k in KNOBS if k.group == group and k.name in shown]
+        if not knobs:
+            continue
+        with st.sidebar.expander(GROUP_TITLES[group], expanded=group != "solver"):
+            for knob in knobs:
+                raw[knob.name] = _widget(knob)
+    exp, clamp_notes = Experiment.from_values({**raw, **fixed})
+    if _url_values() != exp.to_params():
+        _write_url(exp)
+        if clamp_notes:
+            # The widgets show the unclamped values: rerun so they are reseeded from the URL.
+            st.session_state[_NOTES] = clamp_notes
+            st.session_state.pop(_APPLIED, None)
+            st.rerun()
+        st.session_state[_APPLIED] = exp.to_query()
+    return exp, notes
+
+
+def set_experiment(exp: Experiment) -> None:
+    """Change the state from code (a button, an upload): URL first, widgets follow."""
+    _write_url(exp)
+    st.session_state.pop(_APPLIED, None)
