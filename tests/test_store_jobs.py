@@ -1,0 +1,209 @@
+"""The store and the job manager with real worker processes and a real SQLite file."""
+
+import multiprocessing as mp
+import os
+import threading
+import time
+
+import pytest
+
+from dualviz.config import Experiment
+from dualviz.jobs import JobManager
+from dualviz.primal import Snapshot
+from dualviz.store import Store
+
+QUICK = Experiment(iterations=150, restarts=1)
+# Long enough to still be running when a test acts on it; it is always cancelled.
+LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
+                  restarts=20)
+
+
+def wait_for(condition, timeout=60.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def process_exists(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+@pytest.fixture
+def manager(tmp_path):
+    jobs = JobManager(tmp_path, max_running=2)
+    assert jobs.ready.wait(120), "the fork server did not start"
+    yield jobs
+    jobs.shutdown()
+
+
+def snapshot(i: int) -> Snapshot:
+    return Snapshot(restart=0, iteration=i, objective=1.0 / (i + 1), loss=0.0, regularizer=1.0,
+                    residual=0.0, singular_values=[1.0, 0.5], layer_singular_values=[[1.0]],
+                    elapsed=i * 1e-3, done=False)
+
+
+def write_snapshots(data_dir: str, count: int, batch: int) -> None:
+    store = Store(data_dir)
+    for start in range(0, count, batch):
+        store.append_snapshots("h", [snapshot(i) for i in range(start, start + batch)])
+    store.close()
+
+
+def test_one_writer_process_and_concurrent_readers_see_everything_in_order(tmp_path):
+    Store(tmp_path).create_job("h", "q")
+    writer = mp.get_context("spawn").Process(target=write_snapshots, args=(str(tmp_path), 600, 3))
+    seen: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def read(reader: int) -> None:
+        store = Store(tmp_path)  # a connection of its own, like each server process
+        last, iterations = -1, []
+        try:
+            while len(iterations) < 600:
+                for seq, snap in store.snapshots("h", after=last):
+                    assert seq == last + 1  # no gaps, no repeats
+                    last = seq
+                    iterations.append(snap.iteration)
+        except BaseException as exc:
+            errors.append(exc)
+        seen[reader] = iterations
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(3)]
+    for r in readers:
+        r.start()
+    writer.start()
+    writer.join(60)
+    for r in readers:
+        r.join(60)
+    assert writer.exitcode == 0
+    assert not errors
+    assert all(seen[i] == list(range(600)) for i in range(3))
+
+
+def test_datasets_round_trip_by_digest(tmp_path):
+    from dualviz.data import synthetic
+
+    data = synthetic(6, 4, 2, 3, 2, "linear", 0.0, False, 1, interpolation=True)
+    store = Store(tmp_path)
+    assert store.save_dataset(data) == data.digest
+    loaded = store.load_dataset(data.digest)
+    assert loaded.digest == data.digest and loaded.name == data.name
+    assert store.load_dataset("0" * 16) is None
+
+
+def test_same_experiment_from_two_sessions_is_computed_once(manager):
+    first = manager.focus("session-a", [QUICK])[0]
+    second = manager.focus("session-b", [QUICK])[0]
+    assert first.record.created == second.record.created
+    done = wait_for(lambda: (v := manager.view(QUICK.hash)).status == "done" and v)
+    pid = done.record.pid
+    # A third session, after the fact, reads the stored result: no new process, no new job.
+    third = manager.focus("session-c", [QUICK])[0]
+    assert third.status == "done"
+    assert third.record.pid == pid and third.record.created == first.record.created
+    assert manager.running() == []
+    assert done.record.result["experiment"]["hash"] == QUICK.hash
+    snaps = manager.store.snapshots(QUICK.hash)
+    assert [seq for seq, _ in snaps] == list(range(len(snaps)))
+    assert snaps[-1][1].done
+
+
+def test_reload_reattaches_to_the_running_job(manager):
+    manager.focus("tab-before-reload", [LONG])
+    running = wait_for(lambda: (v := manager.view(LONG.hash)).status == "running" and v)
+    wait_for(lambda: manager.store.snapshots(LONG.hash))
+    # The old tab vanished without a word; the reloaded tab is a new session.
+    again = manager.focus("tab-after-reload", [LONG])[0]
+    assert again.status == "running"
+    assert again.record.pid == running.record.pid
+    count = len(manager.store.snapshots(LONG.hash))
+    wait_for(lambda: len(manager.store.snapshots(LONG.hash)) > count)  # still streaming
+
+
+def test_changing_a_control_cancels_the_old_job_and_leaves_no_process(manager):
+    manager.focus("session", [LONG])
+    running = wait_for(lambda: (v := manager.view(LONG.hash)).status == "running" and v)
+    pid = running.record.pid
+    assert process_exists(pid)
+    changed, _ = LONG.replace(depth=4)
+    manager.focus("session", [changed])
+    cancelled = manager.view(LONG.hash)
+    assert cancelled.status == "cancelled"
+    assert not process_exists(pid)
+    assert manager.running() == [changed.hash] or manager.view(changed.hash).status != "running"
+    manager.release("session")
+    wait_for(lambda: manager.running() == [])
+
+
+def test_a_job_another_session_watches_is_not_cancelled(manager):
+    manager.focus("a", [LONG])
+    manager.focus("b", [LONG])
+    wait_for(lambda: manager.view(LONG.hash).status == "running")
+    manager.focus("a", [QUICK])
+    assert manager.view(LONG.hash).status == "running"
+    manager.release("b")
+    assert manager.view(LONG.hash).status == "cancelled"
+
+
+def test_jobs_over_the_cap_wait_in_a_visible_queue(tmp_path):
+    jobs = JobManager(tmp_path, max_running=1)
+    try:
+        other, _ = QUICK.replace(seed=1)
+        views = jobs.focus("s", [LONG, other])
+        wait_for(lambda: jobs.view(LONG.hash).status == "running")
+        assert jobs.view(other.hash).status == "queued"
+        assert jobs.view(other.hash).queue_position == 1
+        assert len(jobs.running()) == 1
+        jobs.focus("s", [other])  # LONG cancelled: the queued one starts
+        wait_for(lambda: jobs.view(other.hash).status == "done")
+        assert views[0].record.hash == LONG.hash
+    finally:
+        jobs.shutdown()
+
+
+def test_a_failing_job_is_stored_as_failed_with_its_message(manager):
+    missing_data, _ = QUICK.replace(data="0123456789abcdef")
+    manager.focus("s", [missing_data])
+    failed = wait_for(lambda: (v := manager.view(missing_data.hash)).status == "failed" and v)
+    assert "uploaded data set 0123456789abcdef" in failed.record.error
+    manager.focus("s", [QUICK])  # the manager goes on working
+    wait_for(lambda: manager.view(QUICK.hash).status == "done")
+
+
+def test_a_job_over_its_time_limit_fails_and_its_process_ends(tmp_path):
+    jobs = JobManager(tmp_path, max_running=1, time_limit=1.0)
+    try:
+        jobs.focus("s", [LONG])
+        running = wait_for(lambda: (v := jobs.view(LONG.hash)).status == "running" and v)
+        failed = wait_for(lambda: (v := jobs.view(LONG.hash)).status == "failed" and v)
+        assert "time limit" in failed.record.error
+        assert not process_exists(running.record.pid)
+    finally:
+        jobs.shutdown()
+
+
+def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(tmp_path):
+    first = JobManager(tmp_path, max_running=1)
+    first.ready.wait(120)
+    first.focus("s", [LONG])
+    running = wait_for(lambda: (v := first.view(LONG.hash)).status == "running" and v)
+    # Simulate a server that died: its scheduler stops and its job processes are gone, but
+    # nothing was written to the store.
+    first._stop.set()
+    first._thread.join()
+    os.kill(running.record.pid, 9)
+    first._processes[LONG.hash].join(10)
+    second = JobManager(tmp_path, max_running=1)
+    try:
+        assert second.interrupted_at_start == 1
+        assert second.view(LONG.hash).status == "interrupted"
+        again = second.focus("s", [LONG])[0]  # asking again queues a fresh run
+        assert again.status in ("queued", "running")
+        assert again.record.created > running.record.created
+    finally:
+        second.shutdown()
+        first._processes.clear()
