@@ -12,8 +12,9 @@ import argparse
 import json
 import sys
 from typing import Any
+from urllib.parse import parse_qsl
 
-from .config import KNOBS, ConfigError, Experiment
+from .config import KNOBS, KNOBS_BY_NAME, ConfigError, Experiment
 from .data import DataError, Dataset, load_file
 from .runner import RunResult, run
 
@@ -25,6 +26,16 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, status 2, no usage dump
         raise UsageError(message)
+
+
+def _number(text: str) -> str:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value != value:
+        raise argparse.ArgumentTypeError("nan is not a usable value")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif knob.kind == "choice":
             kwargs["choices"] = knob.choices
+        elif knob.kind in ("int", "float"):
+            kwargs["type"] = _number  # a typo is an error; a number out of range is clamped
         solve.add_argument(f"--{knob.key}", **kwargs)
     return parser
 
 
 def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Dataset | None, list[str]]:
-    """--query first, then explicit options on top, then --data; clamped, with notes."""
-    base, notes = Experiment.from_query(args.query)
-    explicit = {k.name: getattr(args, k.name) for k in KNOBS
+    """--query values, explicit options on top, then --data; clamped once, with notes."""
+    values: dict[str, Any] = dict(parse_qsl(args.query.lstrip("?"), keep_blank_values=True))
+    explicit = {k.key: getattr(args, k.name) for k in KNOBS
                 if getattr(args, k.name, None) is not None}
     uploaded = None
     if args.data:
@@ -61,8 +74,12 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Dataset 
         except OSError as exc:
             raise DataError(f"cannot read {args.data}: {exc.strerror}") from None
         explicit["data"] = uploaded.digest
-    exp, more = base.replace(**explicit)
-    return exp, uploaded, notes + more
+    for key in list(values):  # an option given both ways: the explicit one wins
+        knob = KNOBS_BY_NAME.get(key)
+        if knob is not None and knob.key in explicit:
+            del values[key]
+    exp, notes = Experiment.from_values({**values, **explicit})
+    return exp, uploaded, notes
 
 
 def summary(result: RunResult) -> str:

@@ -215,7 +215,12 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    text = str(value)
+    """A value as one short line, safe to put in a message."""
+    try:
+        text = str(value)
+    except ValueError:  # e.g. an int too long for str()
+        text = f"<{type(value).__name__}>"
+    text = text.encode("unicode_escape").decode("ascii")  # newlines and controls stay visible
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -250,8 +255,11 @@ def _parse(knob: Knob, value: Any) -> tuple[Any, str | None]:
     # numeric
     try:
         number = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:  # an int beyond float range: clamp it like inf
+        number = math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError):
         number = float("nan")
+    number += 0.0  # -0.0 -> 0.0, so equal experiments hash equally
     if math.isnan(number):
         return knob.default, f"{knob.key}: '{shown}' is not a number; using {knob.default}"
     assert knob.low is not None and knob.high is not None

@@ -1,10 +1,10 @@
 """Running experiments off the UI thread: one process per job, a per-server cap, a queue.
 
-Each job runs in its own process, forked from a warm fork server (torch, CVXPY and dualviz
-imported and exercised once), so starting one costs tens of milliseconds and cancelling one is
-simply ending its process: nothing is left running. Jobs are keyed by the Experiment hash, so
-two sessions asking for the same experiment share one job, and a finished result is read from
-the store instead of being computed again.
+Each job runs in its own process, forked by the launcher (dualviz/launcher.py: a clean
+interpreter with torch, CVXPY and dualviz imported and exercised once), so starting one costs
+milliseconds and cancelling one is simply ending its process: nothing is left running. Jobs
+are keyed by the Experiment hash, so two sessions asking for the same experiment share one job,
+and a finished result is read from the store instead of being computed again.
 
 Sessions say which experiments they are looking at (:meth:`JobManager.focus`); a running or
 queued job that no session looks at any more is cancelled.
@@ -12,20 +12,29 @@ queued job that no session looks at any more is cancelled.
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import contextlib
+import json
 import os
+import queue
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing import forkserver
 from pathlib import Path
 
 from .config import Experiment
 from .store import ACTIVE, JobRecord, Store
-from .worker import execute
 
 DEFAULT_TIME_LIMIT = 600.0  # seconds of wall time per job
 TICK = 0.05  # seconds between scheduler passes
+
+
+def _import_path() -> str:
+    """PYTHONPATH for the launcher: this package's parent first, then whatever was set."""
+    package_parent = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
 
 
 def default_max_running() -> int:
@@ -60,12 +69,16 @@ class JobManager:
         self.time_limit = time_limit
         self.interrupted_at_start = self.store.mark_interrupted()
         self._lock = threading.RLock()
-        self._processes: dict[str, mp.process.BaseProcess] = {}
+        self._processes: dict[str, int] = {}  # job hash -> pid of its running process
+        self._exit_codes: dict[int, int] = {}  # pid -> exit code, reported by the launcher
+        self._started: queue.Queue[int] = queue.Queue()
         self._watchers: dict[str, set[str]] = {}
-        self._context = mp.get_context("forkserver")
-        self._context.set_forkserver_preload(["dualviz._preload"])
         self._stop = threading.Event()
-        self.ready = threading.Event()  # set once the fork server is warm
+        self.ready = threading.Event()  # set once the launcher is warm
+        self._launcher = subprocess.Popen(
+            [sys.executable, "-m", "dualviz.launcher"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": _import_path()})
+        threading.Thread(target=self._listen, name="dualviz-launcher", daemon=True).start()
         self._thread = threading.Thread(target=self._loop, name="dualviz-jobs", daemon=True)
         self._thread.start()
 
@@ -109,22 +122,35 @@ class JobManager:
 
     def running(self) -> list[str]:
         with self._lock:
-            return [h for h, p in self._processes.items() if p.is_alive()]
+            return list(self._processes)
 
     def shutdown(self) -> None:
-        """Stop the scheduler and end every job process (tests, server exit)."""
+        """Stop the scheduler, end every job process and the launcher (tests, server exit)."""
         self._stop.set()
         self._thread.join(timeout=5)
         with self._lock:
             for job_hash in list(self._processes):
                 self._cancel(job_hash)
+        self._launcher.stdin.close()
+        self._launcher.wait(timeout=10)
 
     # -- the scheduler ------------------------------------------------------------------------
+    def _listen(self) -> None:
+        """Read the launcher's events (see dualviz/launcher.py)."""
+        for line in self._launcher.stdout:
+            event = json.loads(line)
+            if event["event"] == "ready":
+                self.ready.set()
+            elif event["event"] == "started":
+                self._started.put(event["pid"])
+            elif event["event"] == "exited":
+                self._exit_codes[event["pid"]] = event["code"]
+
     def _loop(self) -> None:
-        # Boot the fork server first (seconds of imports and a warm-up run), outside the lock, so
-        # sessions can queue jobs meanwhile.
-        forkserver.ensure_running()
-        self.ready.set()
+        # Sessions can queue jobs while the launcher warms up (seconds of imports).
+        while not self.ready.wait(0.1):
+            if self._stop.is_set() or self._launcher.poll() is not None:
+                return
         while not self._stop.is_set():
             try:
                 self._tick()
@@ -134,13 +160,13 @@ class JobManager:
 
     def _tick(self) -> None:
         with self._lock:
-            for job_hash, process in list(self._processes.items()):
-                if not process.is_alive():
-                    process.join()
+            for job_hash, pid in list(self._processes.items()):
+                if pid in self._exit_codes:
                     del self._processes[job_hash]
+                    # A job that wrote its own final status keeps it; this catches crashes.
                     self.store.finish(job_hash, "failed",
                                       error=f"the job's process ended unexpectedly "
-                                            f"(exit code {process.exitcode})")
+                                            f"(exit code {self._exit_codes.pop(pid)})")
                     self._watchers.pop(job_hash, None)
                     continue
                 record = self.store.job(job_hash)
@@ -154,22 +180,28 @@ class JobManager:
                 self._start(record)
 
     def _start(self, record: JobRecord) -> None:
-        process = self._context.Process(target=execute, name=f"dualviz-job-{record.hash}",
-                                        args=(record.hash, record.query, self.data_dir),
-                                        daemon=True)
-        process.start()
-        self._processes[record.hash] = process
-        self.store.mark_running(record.hash, process.pid)
+        command = {"op": "start", "hash": record.hash, "query": record.query,
+                   "data_dir": self.data_dir}
+        self._launcher.stdin.write((json.dumps(command) + "\n").encode())
+        self._launcher.stdin.flush()
+        pid = self._started.get(timeout=30)
+        self._processes[record.hash] = pid
+        self.store.mark_running(record.hash, pid)
 
     def _end_process(self, job_hash: str) -> None:
-        process = self._processes.pop(job_hash, None)
-        if process is None:
+        """End a job's process and wait until the launcher has reaped it."""
+        pid = self._processes.pop(job_hash, None)
+        if pid is None:
             return
-        process.terminate()
-        process.join(timeout=2)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while pid not in self._exit_codes and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if pid in self._exit_codes:
+                del self._exit_codes[pid]
+                return
 
     def _cancel(self, job_hash: str) -> None:
         self._end_process(job_hash)

@@ -242,6 +242,10 @@ def closed_form(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ClosedForm:
 
 
 def _interpolation(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
+    feasible, residual = interpolation_feasible(X, Y)
+    if not feasible:
+        return ClosedForm(None, None, None, label, (
+            f"XW = Y has no solution (relative residual {residual:.2e}): no closed form",))
     sigma = target_spectrum(X, Y)
     if exp.regularization == "weight-decay":
         dual = interpolation_weight_decay_dual(sigma, beta, L)

@@ -105,7 +105,7 @@ def test_same_experiment_from_two_sessions_is_computed_once(manager):
     third = manager.focus("session-c", [QUICK])[0]
     assert third.status == "done"
     assert third.record.pid == pid and third.record.created == first.record.created
-    assert manager.running() == []
+    wait_for(lambda: manager.running() == [])  # the finished process is reaped
     assert done.record.result["experiment"]["hash"] == QUICK.hash
     snaps = manager.store.snapshots(QUICK.hash)
     assert [seq for seq, _ in snaps] == list(range(len(snaps)))
@@ -196,7 +196,7 @@ def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(tmp_
     first._stop.set()
     first._thread.join()
     os.kill(running.record.pid, 9)
-    first._processes[LONG.hash].join(10)
+    wait_for(lambda: running.record.pid in first._exit_codes)
     second = JobManager(tmp_path, max_running=1)
     try:
         assert second.interrupted_at_start == 1
@@ -207,3 +207,4 @@ def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(tmp_
     finally:
         second.shutdown()
         first._processes.clear()
+        first.shutdown()

@@ -1,0 +1,152 @@
+"""AppTest of the deep-linear explorer: controls, URL, live jobs, uploads, and the CLI's numbers."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dualviz.config import Experiment
+
+ROOT = Path(__file__).parents[1]
+PAGE = str(ROOT / "pages" / "1_Deep_linear_explorer.py")
+SMALL = Experiment(iterations=300, restarts=2, seed=3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_dir(tmp_path_factory):
+    # The page's job manager is created once per process (st.cache_resource) from this.
+    old = os.environ.get("DUALVIZ_DATA_DIR")
+    os.environ["DUALVIZ_DATA_DIR"] = str(tmp_path_factory.mktemp("store"))
+    yield
+    if old is None:
+        del os.environ["DUALVIZ_DATA_DIR"]
+    else:
+        os.environ["DUALVIZ_DATA_DIR"] = old
+
+
+def open_page(query: str = "") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    if query:
+        at.query_params = dict(p.split("=", 1) for p in query.split("&"))
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def run_until_done(at: AppTest, timeout: float = 180.0) -> AppTest:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = status_caption(at)
+        if status.count("done in") == 2:
+            return at
+        assert "failed" not in status, status
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+    raise AssertionError(f"jobs did not finish: {status_caption(at)}")
+
+
+def status_caption(at: AppTest) -> str:
+    return next(c.value for c in at.caption if "experiment" in c.value)
+
+
+def metric(at: AppTest, prefix: str) -> float:
+    return float(next(m for m in at.metric if m.label.startswith(prefix)).value)
+
+
+def cli(query: str, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "dualviz", "solve", "--query", query, "--json",
+                          *extra], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_numbers_on_the_page_equal_the_cli_for_the_same_query_string():
+    at = run_until_done(open_page(SMALL.to_query()))
+    expected = cli(SMALL.to_query())
+    assert f"experiment {SMALL.hash}" in status_caption(at)
+    assert metric(at, "P (trained") == pytest.approx(expected["primal"]["value"], abs=1e-6)
+    assert metric(at, "D (CVXPY)") == pytest.approx(expected["dual"]["value"], abs=1e-6)
+    assert metric(at, "Gap P - D") == pytest.approx(expected["gap"], abs=1e-6)
+    assert metric(at, "Relative gap") == pytest.approx(expected["relative_gap"], abs=1e-6)
+    assert metric(at, "Closed-form P") == pytest.approx(expected["closed_form"]["primal"],
+                                                        abs=1e-6)
+    # The comparison shows both architectures with a verdict each.
+    assert any("positive duality gap" in i.value for i in at.info)
+    assert any("zero duality gap" in s.value for s in at.success)
+    assert len(at.get("latex")) == 2
+
+
+def test_controls_write_the_url_and_start_the_changed_experiment():
+    at = open_page(SMALL.to_query())
+    at.slider(key="knob_depth").set_value(2).run()
+    assert at.query_params["depth"] == "2"
+    changed, _ = SMALL.replace(depth=2)
+    assert f"experiment {changed.hash}" in status_caption(at)
+    run_until_done(at)
+    assert abs(metric(at, "Relative gap")) < 1e-4  # L = 2: no gap
+
+
+def test_out_of_range_link_values_are_clamped_with_a_visible_note():
+    at = open_page("depth=99&beta=nan&iterations=50&restarts=1&foo=bar")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "depth: 99 is outside [2, 10]; using 10" in warnings
+    assert "beta: 'nan' is not a number" in warnings
+    assert at.query_params["depth"] == "10"
+    assert "foo" not in at.query_params
+    assert at.slider(key="knob_depth").value == 10
+
+
+def test_clamped_combinations_reseed_the_controls():
+    at = open_page(SMALL.to_query())
+    at.slider(key="knob_k").set_value(1).run()  # target rank 2 > K = 1
+    assert not at.exception
+    assert at.query_params["target-rank"] == "1"
+    assert at.slider(key="knob_target_rank").value == 1
+    assert any("target-rank" in w.value for w in at.warning)
+
+
+def ha_npz() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, X=np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.0]]),
+             Y=np.array([[2, 0], [0, 1], [1, 1.0]]))
+    return buffer.getvalue()
+
+
+def test_uploading_ha_reproduces_design_values():
+    at = open_page("regularization=rescaled&t=1&beta=1&depth=3&width=4&branches=4"
+                   "&iterations=1500&restarts=3")
+    at.sidebar.file_uploader[0].set_value(("ha.npz", ha_npz(), "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert at.query_params["data"] != "synthetic"
+    assert any("ha.npz" in i.value for i in at.info)
+    run_until_done(at)
+    assert metric(at, "P (trained") == pytest.approx(4.6465, abs=5e-5)
+    assert metric(at, "D (CVXPY)") == pytest.approx(3.3315, abs=5e-5)
+    assert metric(at, "Closed-form P") == pytest.approx(4.6464895083, abs=1e-6)
+
+
+def test_a_bad_upload_gets_one_clear_message_and_the_page_keeps_working():
+    at = open_page(SMALL.to_query())
+    at.sidebar.file_uploader[0].set_value(("bad.csv", b"x1,y\n1,oops\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.sidebar.error]
+    assert len(errors) == 1 and "bad.csv" in errors[0] and "oops" in errors[0]
+    assert at.query_params["data"] == "synthetic"
+    run_until_done(at)
+
+
+def test_a_link_to_unknown_uploaded_data_explains_itself():
+    at = open_page("data=00000000000000ff")
+    assert any("does not have" in e.value for e in at.error)
+    at.button[0].click().run()
+    assert at.query_params["data"] == "synthetic"
+    assert not at.error
