@@ -131,8 +131,12 @@ class JobManager:
         with self._lock:
             for job_hash in list(self._processes):
                 self._cancel(job_hash)
-        self._launcher.stdin.close()
-        self._launcher.wait(timeout=10)
+        self._launcher.stdin.close()  # the launcher ends its children and exits
+        try:
+            self._launcher.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # still warming up: it has no children yet
+            self._launcher.kill()
+            self._launcher.wait()
 
     # -- the scheduler ------------------------------------------------------------------------
     def _listen(self) -> None:
