@@ -46,14 +46,20 @@ with right:
     else:
         st.success("Zero gap: L = 2 or a rank-one target.")
 
+st.subheader("Explore")
+st.page_link("pages/1_Deep_linear_explorer.py", label="Deep-linear explorer", icon="📉",
+             help="Choose depth, width, data rank and spectrum, regularization; watch training "
+                  "approach (or miss) the dual bound, with live spectra, standard vs parallel.")
+st.markdown(
+    "Every control of the explorer lives in the page's address: copy it to share the exact run "
+    "(the random seed included).")
+
 st.subheader("What is coming")
 st.markdown(
-    "- **Deep-linear explorer**: choose depth, width, data rank and spectrum, regularization; "
-    "watch training approach (or miss) the dual bound, with live spectra.\n"
     "- **ReLU networks**: the two-layer convex program, rank-one three-layer duality, deep "
     "parallel vs standard.\n"
     "- **Gap curves**: sweeps over depth, rank, beta and width, locally or on a Dask cluster.\n"
     "- **Sharing**: links that reproduce runs, classroom presets, presenter mode, exports.\n\n"
-    "Today the full solver runs from the command line: "
+    "The same solvers run from the command line: "
     "`python -m dualviz solve --depth 3 --target-rank 2 --json`."
 )

@@ -34,3 +34,9 @@ def test_home_preview_grows_with_rank(home):
     next(s for s in home.slider if s.label == "rank(W*)").set_value(4).run()
     # Equal singular values: P/D = r^{(L-2)/2} = 2 for r = 4, L = 3.
     assert metric(home, "P / D") == pytest.approx(2.0, abs=1e-4)
+
+
+def test_home_links_to_the_explorer(home):
+    links = home.get("page_link")
+    assert [link.proto.label for link in links] == ["Deep-linear explorer"]
+    assert links[0].proto.page == "Deep_linear_explorer"
