@@ -6,8 +6,10 @@ milliseconds and cancelling one is simply ending its process: nothing is left ru
 are keyed by the Experiment hash, so two sessions asking for the same experiment share one job,
 and a finished result is read from the store instead of being computed again.
 
-Sessions say which experiments they are looking at (:meth:`JobManager.focus`); a running or
-queued job that no session looks at any more is cancelled.
+Sessions say which experiments they are looking at (:meth:`JobManager.focus`) and keep saying
+so while they poll (:meth:`JobManager.touch`); a running or queued job that no session looks at
+any more (the control changed, or every tab watching it went quiet for WATCHER_TIMEOUT) is
+cancelled. A reloaded tab attaches to the running job within that time.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .config import Experiment
 from .store import ACTIVE, JobRecord, Store
 
 DEFAULT_TIME_LIMIT = 600.0  # seconds of wall time per job
+WATCHER_TIMEOUT = 120.0  # seconds without a poll after which a session counts as gone
 TICK = 0.05  # seconds between scheduler passes
 
 
@@ -62,17 +65,20 @@ class JobManager:
     """The per-server scheduler. Thread-safe; create one per server process."""
 
     def __init__(self, data_dir: Path | str | None = None, max_running: int | None = None,
-                 time_limit: float = DEFAULT_TIME_LIMIT):
+                 time_limit: float = DEFAULT_TIME_LIMIT,
+                 watcher_timeout: float = WATCHER_TIMEOUT):
         self.store = Store(data_dir)
         self.data_dir = str(self.store.data_dir)
         self.max_running = max(1, max_running or default_max_running())
         self.time_limit = time_limit
+        self.watcher_timeout = watcher_timeout
         self.interrupted_at_start = self.store.mark_interrupted()
         self._lock = threading.RLock()
         self._processes: dict[str, int] = {}  # job hash -> pid of its running process
         self._exit_codes: dict[int, int] = {}  # pid -> exit code, reported by the launcher
         self._started: queue.Queue[int] = queue.Queue()
         self._watchers: dict[str, set[str]] = {}
+        self._last_seen: dict[str, float] = {}  # watcher -> time of its last focus or touch
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the launcher is warm
         self._launcher = subprocess.Popen(
@@ -88,6 +94,10 @@ class JobManager:
         if nothing usable is stored), and cancel jobs that nobody looks at any more."""
         wanted = {e.hash for e in experiments}
         with self._lock:
+            if experiments:
+                self._last_seen[watcher] = time.monotonic()
+            else:
+                self._last_seen.pop(watcher, None)
             for job_hash, watchers in list(self._watchers.items()):
                 if watcher in watchers and job_hash not in wanted:
                     watchers.discard(watcher)
@@ -99,6 +109,12 @@ class JobManager:
                 if record is None or record.status in ("cancelled", "interrupted"):
                     self.store.create_job(exp.hash, exp.to_query())
         return [self.view(e.hash) for e in experiments]
+
+    def touch(self, watcher: str) -> None:
+        """The session is still there (called on every poll)."""
+        with self._lock:
+            if watcher in self._last_seen:
+                self._last_seen[watcher] = time.monotonic()
 
     def release(self, watcher: str) -> None:
         """The session is gone: let go of everything it looked at."""
@@ -164,6 +180,10 @@ class JobManager:
 
     def _tick(self) -> None:
         with self._lock:
+            now = time.monotonic()
+            for watcher in [w for w, seen in self._last_seen.items()
+                            if now - seen > self.watcher_timeout]:
+                self.release(watcher)
             for job_hash, pid in list(self._processes.items()):
                 if pid in self._exit_codes:
                     del self._processes[job_hash]

@@ -1,4 +1,8 @@
-"""Figures: pure functions from results to Plotly figures (no Streamlit, no solving)."""
+"""Figures: pure functions from results to Plotly figures (no Streamlit, no solving).
+
+Figures are built from plain dicts without Plotly's property validation: a live page redraws
+them several times a second, and validation costs tens of milliseconds per figure.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .primal import Snapshot
 
 MAX_POINTS_PER_TRACE = 400  # keeps redraws light in the browser while a job streams
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf", "#d62728")
-DUAL_COLOR, CLOSED_COLOR, TARGET_COLOR = "#d62728", "#000000", "#7f7f7f"
+DUAL_COLOR, CLOSED_COLOR, TARGET_COLOR = "#d62728", "#222222", "#7f7f7f"
 FONT_SIZE = 15
 
 
@@ -32,83 +35,105 @@ def by_restart(snapshots: Sequence[Snapshot]) -> dict[int, list[Snapshot]]:
     return out
 
 
+def _level(y: float, label: str, color: str, dash: str, xaxis: str, yaxis: str,
+           position: str) -> tuple[dict, dict]:
+    """A labelled horizontal line across one panel: (shape, annotation)."""
+    shape = {"type": "line", "xref": f"{xaxis} domain", "x0": 0, "x1": 1, "yref": yaxis,
+             "y0": y, "y1": y, "line": {"color": color, "dash": dash, "width": 2}}
+    note = {"xref": f"{xaxis} domain", "x": 1, "xanchor": "right", "yref": yaxis, "y": y,
+            "yanchor": position, "text": label, "showarrow": False,
+            "font": {"color": color, "size": FONT_SIZE - 1}}
+    return shape, note
+
+
 def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
-                     closed_primal: float | None, dual_label: str = "dual D",
+                     closed_primal: float | None, dual_label: str = "D",
                      title: str = "") -> go.Figure:
     """Top: the primal objective of every restart against iteration, with the dual value and
     the closed-form primal as labelled lines. Bottom (log scale): the excess over the dual."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        row_heights=[0.6, 0.4],
-                        subplot_titles=("primal objective", "primal - dual (log scale)"))
+    traces: list[dict] = []
     for restart, snaps in sorted(by_restart(snapshots).items()):
         snaps = thin(snaps)
         color = COLORS[restart % len(COLORS)]
         x = [s.iteration for s in snaps]
-        fig.add_trace(go.Scatter(x=x, y=[s.objective for s in snaps], mode="lines",
-                                 name=f"restart {restart + 1}", line={"color": color},
-                                 legendgroup=str(restart)), row=1, col=1)
+        traces.append({"type": "scatter", "mode": "lines", "x": x,
+                       "y": [s.objective for s in snaps], "name": f"restart {restart + 1}",
+                       "line": {"color": color}, "legendgroup": str(restart)})
         if dual is not None:
             excess = [s.objective - dual for s in snaps]
-            fig.add_trace(go.Scatter(
-                x=x, y=[e if e > 0 else None for e in excess], mode="lines",
-                line={"color": color, "dash": "dot"}, legendgroup=str(restart),
-                showlegend=False, name=f"restart {restart + 1}: P - D"), row=2, col=1)
-    if dual is not None:
-        fig.add_hline(y=dual, line={"color": DUAL_COLOR, "dash": "dash", "width": 2}, row=1, col=1,
-                      annotation_text=f"{dual_label} = {dual:.4f}",
-                      annotation_position="bottom right")
-    if closed_primal is not None:
-        fig.add_hline(y=closed_primal, line={"color": CLOSED_COLOR, "dash": "dot", "width": 2},
-                      row=1, col=1, annotation_text=f"closed-form P = {closed_primal:.4f}",
-                      annotation_position="top right")
+            traces.append({"type": "scatter", "mode": "lines", "x": x, "xaxis": "x2",
+                           "yaxis": "y2", "y": [e if e > 0 else None for e in excess],
+                           "name": f"restart {restart + 1}: P - D", "showlegend": False,
+                           "legendgroup": str(restart), "line": {"color": color, "dash": "dot"}})
+    shapes, notes = [], []
+    for value, label, color, dash, position in (
+            (dual, f"{dual_label} = {dual:.4f}" if dual is not None else "", DUAL_COLOR,
+             "dash", "top"),
+            (closed_primal, f"closed-form P = {closed_primal:.4f}"
+             if closed_primal is not None else "", CLOSED_COLOR, "dot", "bottom")):
+        if value is not None:
+            shape, note = _level(value, label, color, dash, "x", "y", position)
+            shapes.append(shape)
+            notes.append(note)
+    top: dict = {"domain": [0.45, 1.0], "title": {"text": "primal objective"}}
     values = [s.objective for s in snapshots if np.isfinite(s.objective)]
     levels = [v for v in (dual, closed_primal) if v is not None]
     if values and levels:
         # Early iterates can be far off; keep the bounds and the end of training in view.
-        finals = [v for v in values[-20:]] + levels
+        finals = values[-20:] + levels
         low, high = min(finals), max(finals)
         pad = 0.25 * (high - low) + 0.05 * abs(high) + 1e-9
-        fig.update_yaxes(range=[low - pad, high + 3 * pad], row=1, col=1)
-    fig.update_yaxes(type="log", row=2, col=1, exponentformat="power")
-    fig.update_xaxes(title_text="iteration", row=2, col=1)
-    return _style(fig, title, height=560)
+        top["range"] = [low - pad, high + 3 * pad]
+    layout = {
+        "xaxis": {"anchor": "y", "matches": "x2", "showticklabels": False},
+        "yaxis": top,
+        "xaxis2": {"anchor": "y2", "title": {"text": "iteration"}},
+        "yaxis2": {"domain": [0.0, 0.33], "type": "log", "exponentformat": "power",
+                   "title": {"text": "P - D (log)"}},
+        "shapes": shapes, "annotations": notes,
+    }
+    return _figure(traces, layout, title, height=560)
 
 
 def spectrum_figure(target: Sequence[float] | None, learned: Sequence[float] | None,
                     closed_form: Sequence[float] | None, title: str = "") -> go.Figure:
     """Singular values of the target W*, of the learned end-to-end matrix and of the
     closed-form optimum, against their index."""
-    fig = go.Figure()
-    series = (("target W*", target, TARGET_COLOR, "square-open", 14),
-              ("closed form", closed_form, CLOSED_COLOR, "x", 12),
-              ("learned (live)", learned, COLORS[0], "circle", 10))
+    traces = []
+    series = (("target W*", target, TARGET_COLOR, "square-open", 16),
+              ("closed form", closed_form, CLOSED_COLOR, "x-thin-open", 14),
+              ("learned (live)", learned, COLORS[0], "circle", 9))
     for name, values, color, symbol, size in series:
         if values is None:
             continue
-        values = [v for v in values if v > 1e-10 * max(max(values, default=0), 1e-300)]
-        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="markers",
-                                 name=name, marker={"color": color, "symbol": symbol,
-                                                    "size": size, "line": {"width": 2}}))
-    fig.update_xaxes(title_text="index i", dtick=1)
-    fig.update_yaxes(title_text="singular value", rangemode="tozero")
-    return _style(fig, title, height=380)
+        top = max(values, default=0.0)
+        values = [v for v in values if v > 1e-10 * max(top, 1e-300)]
+        traces.append({"type": "scatter", "mode": "markers", "name": name,
+                       "x": list(range(1, len(values) + 1)), "y": values,
+                       "marker": {"color": color, "symbol": symbol, "size": size,
+                                  "line": {"width": 2, "color": color}}})
+    layout = {"xaxis": {"title": {"text": "index i"}, "dtick": 1},
+              "yaxis": {"title": {"text": "singular value"}, "rangemode": "tozero"}}
+    return _figure(traces, layout, title, height=420)
 
 
 def layer_spectra_figure(layers: Sequence[Sequence[float]] | None, title: str = "") -> go.Figure:
     """Singular values of each layer (of the equivalent wide network for a parallel net)."""
-    fig = go.Figure()
-    for i, values in enumerate(layers or []):
-        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=list(values),
-                                 mode="lines+markers", name=f"layer {i + 1}",
-                                 line={"color": COLORS[i % len(COLORS)]}))
-    fig.update_xaxes(title_text="index i")
-    fig.update_yaxes(title_text="singular value", rangemode="tozero")
-    return _style(fig, title, height=380)
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": f"layer {i + 1}",
+               "x": list(range(1, len(values) + 1)), "y": list(values),
+               "line": {"color": COLORS[i % len(COLORS)]}}
+              for i, values in enumerate(layers or [])]
+    layout = {"xaxis": {"title": {"text": "index i"}},
+              "yaxis": {"title": {"text": "singular value"}, "rangemode": "tozero"}}
+    return _figure(traces, layout, title, height=420)
 
 
-def _style(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=title or None, height=height, font={"size": FONT_SIZE},
-                      margin={"l": 60, "r": 20, "t": 60 if title else 40, "b": 50},
-                      legend={"orientation": "h", "y": -0.15}, template="plotly_white",
-                      uirevision="keep")  # keep the user's zoom while live data arrives
-    return fig
+def _figure(traces: list[dict], layout: dict, title: str, height: int) -> go.Figure:
+    layout = {**layout, "height": height, "font": {"size": FONT_SIZE},
+              "margin": {"l": 70, "r": 20, "t": 70 if title else 40, "b": 50},
+              # Legend above the plot, clear of the axis titles.
+              "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+              "uirevision": "keep"}  # keep the user's zoom while live data arrives
+    if title:
+        layout["title"] = {"text": title}
+    return go.Figure({"data": traces, "layout": layout}, _validate=False)

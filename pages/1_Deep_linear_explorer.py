@@ -71,7 +71,10 @@ def show_failure(view, experiment):
 @st.fragment(run_every=live.POLL_SECONDS if polling else None)
 def live_view():
     manager = live.manager()
+    manager.touch(live.watcher_id())
     featured, other = manager.view(exp.hash), manager.view(counterpart.hash)
+    if polling and "cancelled" in (featured.status, other.status):
+        st.rerun()  # this tab was idle long enough to lose its jobs: ask for them again
     snaps = live.snapshots(featured)
     now = explain.readout(exp, featured.record.bounds, featured.record.result, snaps)
 

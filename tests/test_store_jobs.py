@@ -208,3 +208,24 @@ def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(tmp_
         second.shutdown()
         first._processes.clear()
         first.shutdown()
+
+
+def test_a_job_whose_tabs_went_quiet_is_cancelled_but_a_polling_tab_keeps_it(tmp_path):
+    jobs = JobManager(tmp_path, max_running=2, watcher_timeout=1.0)
+    try:
+        assert jobs.ready.wait(120)
+        kept, _ = LONG.replace(seed=5)
+        jobs.focus("closed-tab", [LONG])
+        jobs.focus("open-tab", [kept])
+        started = jobs.view(LONG.hash)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # the open tab polls; the closed one does not
+            jobs.touch("open-tab")
+            started = jobs.view(LONG.hash) if started.record.pid is None else started
+            time.sleep(0.1)
+        assert started.record.pid is not None
+        assert jobs.view(LONG.hash).status == "cancelled"
+        assert not process_exists(started.record.pid)
+        assert jobs.view(kept.hash).status == "running"
+    finally:
+        jobs.shutdown()

@@ -1,0 +1,260 @@
+"""How fast the explorer page reacts and streams, measured in a real browser.
+
+A plain script (not a test; it prints figures and asserts nothing). It starts its own Streamlit
+server (``streamlit run app.py``, the store in a temporary ``DUALVIZ_DATA_DIR``) and Debian's
+chromium through Playwright, then, for each repetition:
+
+1. opens the explorer page for a default-ish experiment (the defaults with another seed and
+   depth, so nothing is cached) and waits until both jobs (standard and parallel) are done;
+2. moves the "Depth L" slider one step right with the keyboard and, with a recorder inside the
+   page that polls the DOM every 50 ms, measures
+   (a) the time from the key press to the URL saying the new depth, to the status line naming
+       the new experiment, and to the first plotted snapshot of the new run (the objective
+       figure shows >= 1 point of it);
+   (b) the distinct redraws of the objective figure per second while the job runs (from its
+       first plotted snapshot to the status line saying done), against the snapshots per second
+       the job wrote (rows of ``snapshots`` in ``$DUALVIZ_DATA_DIR/dualviz.sqlite3`` for the
+       experiment hash shown in the caption, over the span of their training times);
+3. waits for the parallel counterpart job to finish too, so the next repetition starts idle.
+
+Medians over the repetitions are printed last.
+
+Usage: ``.venv/bin/python benchmarks/bench_page.py [--reps 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# A plain script: make the repository's package and the browser helpers importable.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser_support import (  # noqa: E402
+    CHROMIUM,
+    explorer_url,
+    launch_chromium,
+    page_clock,
+    parse_caption,
+    recorded,
+    start_recording,
+    streamlit_server,
+    wait_for_settled,
+    wait_for_state,
+)
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from dualviz.config import Experiment  # noqa: E402
+
+RUN_TIMEOUT = 180.0  # seconds for one job pair to finish
+
+
+@dataclass(frozen=True)
+class Measurement:
+    label: str
+    job_seconds: float  # "done in" of the new standard job, as the page said
+    to_url_ms: float | None
+    to_status_ms: float | None
+    to_first_point_ms: float | None
+    page_updates: int
+    page_window_s: float
+    snapshots: int
+    written_span_s: float
+    median_gap_ms: float | None  # median time between two redraws
+    status_updates: int  # distinct status lines ("running for ...") shown in the same window
+
+    @property
+    def page_rate(self) -> float | None:
+        return self.page_updates / self.page_window_s if self.page_window_s > 0 else None
+
+    @property
+    def status_rate(self) -> float | None:
+        return self.status_updates / self.page_window_s if self.page_window_s > 0 else None
+
+    @property
+    def written_rate(self) -> float | None:
+        return self.snapshots / self.written_span_s if self.written_span_s > 0 else None
+
+
+def both_done(exp: Experiment):
+    def predicate(state) -> bool:
+        caption = state.caption
+        return (caption is not None and caption.hash == exp.hash and caption.done
+                and caption.other_status.startswith("done") and "P (trained)" in state.metrics)
+    return predicate
+
+
+def standard_done(exp: Experiment):
+    def predicate(state) -> bool:
+        caption = state.caption
+        return (caption is not None and caption.hash == exp.hash and caption.done
+                and "P (trained)" in state.metrics)
+    return predicate
+
+
+def stored_snapshots(db_path: Path, job_hash: str) -> tuple[int, float]:
+    """(rows, span of their training times in s) of one job's stored snapshots."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as db:
+        rows = db.execute("SELECT body FROM snapshots WHERE hash = ? ORDER BY seq",
+                          (job_hash,)).fetchall()
+    elapsed = [json.loads(body)["elapsed"] for (body,) in rows]
+    return len(rows), (max(elapsed) - min(elapsed)) if elapsed else 0.0
+
+
+def measure(page: Any, server_url: str, db_path: Path, base: Experiment) -> Measurement:
+    target = base.replace(depth=base.depth + 1)[0]
+    page.goto(explorer_url(server_url, base.to_query()))
+    before = wait_for_settled(page, both_done(base), RUN_TIMEOUT,
+                              f"both jobs of {base.hash} to finish")
+
+    thumb = page.get_by_role("slider", name="Depth L")
+    start_recording(page)
+    thumb.focus()
+    pressed = page_clock(page)
+    thumb.press("ArrowRight")
+    final = wait_for_state(page, standard_done(target), RUN_TIMEOUT,
+                           f"the standard job of {target.hash} to finish")
+    log = recorded(page)["log"]
+
+    to_url = to_status = to_point = None
+    redraws: list[float] = []  # page clock (ms) of each distinct redraw of the new run's curve
+    seen: set[str] = {before.signature or ""}
+    statuses: list[tuple[float, str]] = []  # (page clock, status line) of the new run
+    done_at = None
+    for entry in log:
+        if to_url is None and f"depth={target.depth}&" in (entry["url"] or ""):
+            to_url = entry["t"] - pressed
+        caption = parse_caption(entry["caption"])
+        if caption is None or caption.hash != target.hash:
+            continue
+        if to_status is None:
+            to_status = entry["t"] - pressed
+        if caption.done:
+            done_at = entry["t"]
+            break
+        if not statuses or statuses[-1][1] != entry["caption"]:
+            statuses.append((entry["t"], entry["caption"]))
+        signature = entry["signature"] or ""
+        if entry["points"] > 0 and signature not in seen:
+            seen.add(signature)
+            redraws.append(entry["t"])
+    if redraws:
+        to_point = redraws[0] - pressed
+    window = ((done_at or redraws[-1]) - redraws[0]) / 1000 if redraws else 0.0
+    gaps = [b - a for a, b in itertools.pairwise(redraws)]
+    in_window = [t for t, _ in statuses if redraws and t >= redraws[0]]
+
+    shown_hash = final.caption.hash if final.caption else target.hash
+    snapshots, span = stored_snapshots(db_path, shown_hash)
+    job_seconds = float(final.caption.status.split()[2]) if final.caption else float("nan")
+
+    # Let the parallel counterpart finish so the next repetition starts on an idle machine.
+    wait_for_state(page, both_done(target), RUN_TIMEOUT, f"both jobs of {target.hash}")
+    return Measurement(
+        label=f"depth {base.depth}->{target.depth}, seed {base.seed}",
+        job_seconds=job_seconds, to_url_ms=to_url, to_status_ms=to_status,
+        to_first_point_ms=to_point, page_updates=len(redraws), page_window_s=window,
+        snapshots=snapshots, written_span_s=span,
+        median_gap_ms=statistics.median(gaps) if gaps else None,
+        status_updates=len(in_window))
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+COLUMNS = (
+    ("run", 22, lambda m: m.label, ""),
+    ("job s", 6, lambda m: m.job_seconds, ".1f"),
+    ("->URL ms", 9, lambda m: m.to_url_ms, ".0f"),
+    ("->status ms", 12, lambda m: m.to_status_ms, ".0f"),
+    ("->1st point ms", 15, lambda m: m.to_first_point_ms, ".0f"),
+    ("redraws", 8, lambda m: m.page_updates, "d"),
+    ("redraw/s", 9, lambda m: m.page_rate, ".2f"),
+    ("redraw gap ms", 14, lambda m: m.median_gap_ms, ".0f"),
+    ("status/s", 9, lambda m: m.status_rate, ".2f"),
+    ("snapshots", 10, lambda m: m.snapshots, "d"),
+    ("written/s", 10, lambda m: m.written_rate, ".1f"),
+)
+
+
+def print_table(results: list[Measurement]) -> None:
+    header = " ".join(f"{name:>{width}}" if i else f"{name:<{width}}"
+                      for i, (name, width, _, _) in enumerate(COLUMNS))
+    print(header)
+    print("-" * len(header))
+    for m in results:
+        cells = [f"{m.label:<{COLUMNS[0][1]}}"]
+        cells += [f"{fmt(get(m), spec):>{width}}" for _, width, get, spec in COLUMNS[1:]]
+        print(" ".join(cells))
+    print("-" * len(header))
+    cells = [f"{'median':<{COLUMNS[0][1]}}"]
+    for _, width, get, spec in COLUMNS[1:]:
+        value = median([get(m) for m in results])
+        spec = ".1f" if spec == "d" else spec
+        cells.append(f"{fmt(value, spec):>{width}}")
+    print(" ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    args = parser.parse_args()
+    if not CHROMIUM.exists():
+        sys.exit(f"{CHROMIUM} is missing: install Debian's chromium")
+
+    # Default-ish experiments; a new seed and depth each time, so no result is cached.
+    bases = [Experiment(depth=2 + i % 3, seed=101 + i) for i in range(args.reps)]
+    print(f"dualviz page benchmark: {platform.python_version()} on {platform.machine()}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    print(f"experiments: the defaults ({Experiment().to_query()}) with depth and seed as shown")
+    results: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="dualviz-bench-") as tmp:
+        data_dir = Path(tmp)
+        started = time.monotonic()
+        with streamlit_server(data_dir) as server, sync_playwright() as playwright:
+            print(f"server up in {time.monotonic() - started:.1f} s at {server.url}")
+            browser = launch_chromium(playwright)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            for i, base in enumerate(bases, 1):
+                result = measure(page, server.url, data_dir / "dualviz.sqlite3", base)
+                print(f"  run {i}/{len(bases)} ({result.label}) measured", flush=True)
+                results.append(result)
+            browser.close()
+    print()
+    print_table(results)
+    page_rate = median([m.page_rate for m in results])
+    written_rate = median([m.written_rate for m in results])
+    if page_rate and written_rate:
+        print(f"\nthe page redrew the curve {page_rate:.2f} times/s while the job wrote "
+              f"{written_rate:.1f} snapshots/s: about {written_rate / page_rate:.1f} snapshots "
+              f"per redraw (the live view polls every 0.25 s, i.e. up to 4 redraws/s).")
+    print("\n->URL, ->status, ->1st point: from the key press on the slider to the URL showing "
+          "the new depth, to the status line naming the new experiment, to the first plotted "
+          "point of the new run. redraws: distinct renders of the objective figure from the "
+          "first point until the status said done. written/s: stored snapshots over the span "
+          "of their training times. status/s: distinct status lines (\"running for ...\", "
+          "redrawn on every rerun of the live view) per second over the same window as "
+          "redraw/s.")
+
+
+if __name__ == "__main__":
+    main()
