@@ -14,8 +14,10 @@ from .primal import Snapshot, is_feasible
 ZERO_GAP_TOL = 1e-4  # relative gap below which training and the dual are said to agree
 
 
-def gap_verdict(primal: float | None, dual: float | None, tol: float = ZERO_GAP_TOL) -> str:
-    """One line: zero or positive gap, with the numbers."""
+def gap_verdict(primal: float | None, dual: float | None, closed_primal: float | None = None,
+                tol: float = ZERO_GAP_TOL) -> str:
+    """One line: zero or positive gap, with the numbers; where a closed form exists, say when
+    training stopped above the optimum (a local minimum, or too few iterations or branches)."""
     if primal is None or dual is None:
         return "no verdict yet: " + ("the primal is not available" if primal is None
                                      else "the dual is not available")
@@ -26,7 +28,16 @@ def gap_verdict(primal: float | None, dual: float | None, tol: float = ZERO_GAP_
     if gap < 0:
         return (f"P below D by {-gap:.4f}: the primal is not feasible enough yet, or the dual "
                 "solve is inaccurate")
-    return f"positive duality gap: P - D = {gap:.4f} ({100 * relative:.2f}% of D)"
+    stuck = (closed_primal is not None
+             and (primal - closed_primal) > tol * max(abs(closed_primal), 1e-12))
+    if stuck and abs(closed_primal - dual) <= tol * abs(dual):
+        return (f"zero duality gap in theory (closed-form P = D = {dual:.4f}), but training "
+                f"stopped {gap:.4f} above it: a local minimum, or too few iterations or branches")
+    verdict = f"positive duality gap: P - D = {gap:.4f} ({100 * relative:.2f}% of D)"
+    if stuck:
+        verdict += (f"; training stopped {primal - closed_primal:.4f} above the closed-form "
+                    f"optimum {closed_primal:.4f}")
+    return verdict
 
 
 def _sigma_list(sigma: Sequence[float], power: str = "") -> str:

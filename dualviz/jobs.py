@@ -40,9 +40,19 @@ def _import_path() -> str:
     return os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
 
 
+def _env_number(name: str, default: float) -> float:
+    """A positive number from the environment, else the default (a typo must not stop a
+    server)."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def default_max_running() -> int:
     """$DUALVIZ_MAX_JOBS, else the number of cores."""
-    return int(os.environ.get("DUALVIZ_MAX_JOBS") or os.cpu_count() or 1)
+    return int(_env_number("DUALVIZ_MAX_JOBS", os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -65,12 +75,12 @@ class JobManager:
     """The per-server scheduler. Thread-safe; create one per server process."""
 
     def __init__(self, data_dir: Path | str | None = None, max_running: int | None = None,
-                 time_limit: float = DEFAULT_TIME_LIMIT,
+                 time_limit: float | None = None,
                  watcher_timeout: float = WATCHER_TIMEOUT):
         self.store = Store(data_dir)
         self.data_dir = str(self.store.data_dir)
         self.max_running = max(1, max_running or default_max_running())
-        self.time_limit = time_limit
+        self.time_limit = time_limit or _env_number("DUALVIZ_JOB_TIME_LIMIT", DEFAULT_TIME_LIMIT)
         self.watcher_timeout = watcher_timeout
         self.interrupted_at_start = self.store.mark_interrupted()
         self._lock = threading.RLock()

@@ -110,7 +110,7 @@ def live_view():
                                       live.snapshots(view))
             st.markdown(f"**{arch.capitalize()} net** — P = {fmt(reading.primal, 4)}, "
                         f"D = {fmt(reading.dual, 4)}")
-            verdict = explain.gap_verdict(reading.primal, reading.dual)
+            verdict = explain.gap_verdict(reading.primal, reading.dual, reading.closed_primal)
             (st.success if verdict.startswith("zero") else st.info)(verdict)
             formula = explain.formula_latex(experiment, reading.target_spectrum,
                                             reading.closed_primal, reading.closed_dual)

@@ -167,3 +167,15 @@ def test_infeasible_interpolation_is_reported_not_computed():
     result = solve_dual(Experiment(), X, Y)
     assert result.value is None
     assert result.status == "unbounded"
+
+
+def test_squared_loss_whitened_parallel_reaches_the_soft_threshold_and_standard_stays_above():
+    common = dict(objective="squared", regularization="rescaled", whiten=True, n=30, d=5, k=4,
+                  target_rank=3, spectrum="linear", noise=0.3, beta=0.4, t=1.3, depth=3,
+                  iterations=2000, restarts=3, branches=16)
+    parallel = run(Experiment(arch="parallel", **common))
+    assert parallel.closed.primal == pytest.approx(parallel.dual.value, rel=1e-8)
+    assert rel(parallel.primal.value, parallel.closed.primal) < 1e-6
+    standard = run(Experiment(arch="standard", **common))
+    assert standard.closed.primal is None  # no closed form: trained only
+    assert standard.primal.value > standard.dual.value * (1 + 1e-3)
