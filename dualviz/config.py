@@ -18,9 +18,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 # Bump when a change of code changes what a stored result means: old hashes stop matching.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SYNTHETIC = "synthetic"
+RELU_MAX_DEPTH = 6
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,20 @@ class Experiment:
     data: str = _knob(
         SYNTHETIC, "str", "data", "Data",
         "'synthetic', or the digest of an uploaded data set (set by the upload, not by hand).")
+    dataset: str = _knob(
+        "low-rank", "choice", "data", "Synthetic data",
+        "low-rank: X and W* of chosen ranks and spectrum (deep linear nets); regression: points "
+        "in [-1, 1]^d with a scalar target (ReLU nets, with a bias); rank-one: X = c a^T "
+        "(three-layer ReLU duality).", choices=("low-rank", "regression", "rank-one"))
+    regression_target: str = _knob(
+        "sine", "choice", "data", "Regression target",
+        "Scalar target of the regression data: sin(pi sum x), |sum x| - 1/2, or a random "
+        "three-neuron ReLU teacher.", choices=("sine", "abs", "teacher"))
+    rank_one_target: str = _knob(
+        "sign-changing", "choice", "data", "Rank-one target",
+        "Target of rank-one data Y = c+ alpha^T + c- gamma^T: sign-changing (Y = c), collinear "
+        "(gamma = alpha/2: zero gap) or generic (independent alpha, gamma).",
+        choices=("sign-changing", "collinear", "generic"))
     n: int = _knob(
         20, "int", "data", "Samples N", "Number of samples (rows of X).", low=1, high=2000)
     d: int = _knob(5, "int", "data", "Features d", "Number of input features.", low=1, high=200)
@@ -307,6 +322,8 @@ def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if values["x_rank"] != values["d"]:
             notes.append(f"x-rank: a whitened X has full rank; using {values['d']}")
             values["x_rank"] = values["d"]
+    if values["activation"] == "relu":
+        lower("depth", RELU_MAX_DEPTH, f"{RELU_MAX_DEPTH} for ReLU networks")
     lower("x_rank", min(values["n"], values["d"]), "min(N, d)")
     lower("target_rank", min(values["x_rank"], values["k"]), "min(rank X, K)")
     return values, notes

@@ -587,3 +587,65 @@ def load_file(source: Source, name: str) -> Dataset:
         return load_csv(source, name=name)
     shown = suffix or "no extension"
     raise DataError(f"{name}: unsupported file type ({shown}); use a .npz or .csv file")
+
+
+# --------------------------------------------------------------------------------------------
+# Data for ReLU networks
+# --------------------------------------------------------------------------------------------
+
+REGRESSION_TARGETS = ("sine", "abs", "teacher")
+RANK_ONE_TARGETS = ("sign-changing", "collinear", "generic")
+
+
+def regression(n: int, d: int, target: str, noise: float, seed: int) -> Dataset:
+    """Points x_i uniform in [-1, 1]^d with a scalar target (K = 1), seeded.
+
+    sine: y = sin(pi sum_j x_j); abs: y = |sum_j x_j| - 1/2; teacher: a two-layer ReLU net
+    with 3 neurons and seeded weights, y = sum_j (x . u_j + b_j)_+ a_j. Plus noise * N(0, 1).
+    No bias column: a ReLU net adds its own (see arrangements.with_bias).
+    """
+    n, d = _int_arg("n", n), _int_arg("d", d)
+    if target not in REGRESSION_TARGETS:
+        raise DataError(f"regression target must be one of {', '.join(REGRESSION_TARGETS)}")
+    rng = np.random.default_rng(_int_arg("seed", seed))
+    X = rng.uniform(-1.0, 1.0, size=(n, d))
+    s = X.sum(axis=1)
+    if target == "sine":
+        y = np.sin(np.pi * s)
+    elif target == "abs":
+        y = np.abs(s) - 0.5
+    else:
+        U, b, a = rng.standard_normal((d, 3)), rng.uniform(-0.5, 0.5, 3), rng.standard_normal(3)
+        y = np.maximum(X @ U + b, 0.0) @ a
+    y = y + noise * rng.standard_normal(n)
+    return Dataset(X, y[:, None], "synthetic regression")
+
+
+def rank_one(n: int, d: int, k: int, target: str, seed: int) -> Dataset:
+    """Rank-one data X = c a^T (DESIGN §4) with a sign-changing c and a target Y = c+ alpha^T +
+    c- gamma^T, where c+ = max(c, 0), c- = max(-c, 0):
+
+    sign-changing: Y = c (K = 1), i.e. alpha = 1, gamma = -1 (P/D = sqrt 2 for three layers);
+    collinear: gamma = alpha / 2 (non-negatively collinear: zero gap);
+    generic: alpha and gamma independent Gaussian vectors in R^K.
+    """
+    n, d, k = _int_arg("n", n), _int_arg("d", d), _int_arg("k", k)
+    if target not in RANK_ONE_TARGETS:
+        raise DataError(f"rank-one target must be one of {', '.join(RANK_ONE_TARGETS)}")
+    if n < 2:
+        raise DataError("rank-one data needs N >= 2 so that c can change sign")
+    rng = np.random.default_rng(_int_arg("seed", seed))
+    c = rng.standard_normal(n)
+    c[0], c[1] = abs(c[0]) + 0.1, -abs(c[1]) - 0.1  # both signs present
+    a = rng.standard_normal(d)
+    a /= np.linalg.norm(a)
+    plus, minus = np.maximum(c, 0.0), np.maximum(-c, 0.0)
+    if target == "sign-changing":
+        alpha, gamma = np.ones(1), -np.ones(1)
+    elif target == "collinear":
+        alpha = rng.standard_normal(k)
+        gamma = alpha / 2
+    else:
+        alpha, gamma = rng.standard_normal(k), rng.standard_normal(k)
+    Y = np.outer(plus, alpha) + np.outer(minus, gamma)
+    return Dataset(np.outer(c, a), Y, "synthetic rank-one")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import ConfigError, Experiment
-from .data import Dataset, synthetic
+from .data import Dataset, rank_one, regression, synthetic
 from .dual import DualResult, solve_dual
 from .primal import PrimalResult, Snapshot, solve_primal
 from .theory import ClosedForm, closed_form, target_spectrum
@@ -28,6 +28,10 @@ def check_supported(exp: Experiment) -> None:
 def dataset_for(exp: Experiment, uploaded: Dataset | None = None) -> Dataset:
     """The data of an experiment: seeded synthetic data, or the upload its digest names."""
     if exp.uses_synthetic_data:
+        if exp.dataset == "regression":
+            return regression(exp.n, exp.d, exp.regression_target, exp.noise, exp.seed)
+        if exp.dataset == "rank-one":
+            return rank_one(exp.n, exp.d, exp.k, exp.rank_one_target, exp.seed)
         return synthetic(exp.n, exp.d, exp.k, exp.x_rank, exp.target_rank, exp.spectrum,
                          exp.noise, exp.whiten, exp.seed,
                          interpolation=exp.objective == "interpolation")

@@ -13,8 +13,10 @@ st.caption("Training (PyTorch) against the dual (CVXPY + Clarabel) and the close
            "Wang, Ergen & Pilanci (ICLR 2023). Every control is in the address bar: copy it to "
            "share this exact run.")
 
-exp, notes = state.experiment_controls({k.name for k in KNOBS} - {"activation", "data"},
-                                       fixed={"activation": "linear"})
+LINEAR_ONLY = {"activation": "linear", "dataset": "low-rank"}
+exp, notes = state.experiment_controls(
+    {k.name for k in KNOBS} - {"data", "regression_target", "rank_one_target", *LINEAR_ONLY},
+    fixed=LINEAR_ONLY)
 for note in notes:
     st.warning(f"Adjusted: {note}")
 store = live.manager().store
