@@ -99,8 +99,8 @@ def summary(result: RunResult) -> str:
         f"closed form        primal {fmt(result.closed.primal)}   dual {fmt(result.closed.dual)}",
         f"gap P - D          {fmt(result.gap)}   relative {fmt(result.relative_gap)}",
     ]
-    lines += [f"note: {n}" for n in [*result.notes, *result.primal.notes, *result.dual.notes,
-                                      *result.closed.notes]]
+    notes = [*result.notes, *result.primal.notes, *result.dual.notes, *result.closed.notes]
+    lines += [f"note: {n}" for n in dict.fromkeys(notes)]  # each once, in order
     return "\n".join(lines)
 
 

@@ -37,7 +37,9 @@ Hence the patterns are all-ones (g = 0) together with, at every ray v,
 
 The rays are +-perp(z_i) for rank 2 and +-(z_i x z_j) for non-parallel pairs for rank 3.
 Generically S holds r - 1 independent rows and takes all 2^(r-1) bit choices (DESIGN's
-"all four choices of the bits of i and j").  Cost O(N^3) time and O(P N) memory for rank 3.
+"all four choices of the bits of i and j").  Repeated directions and zero rows are merged
+first (they always share a bit / are always active).  Cost O(N^3) time for rank 3 and
+P <= N^2 patterns; about 1 s for N = 200, 13 s for N = 400 in general position.
 """
 
 from __future__ import annotations
@@ -107,6 +109,13 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _check_seed(seed) -> int:
+    # None would draw OS entropy and break the same-seed-same-result promise.
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
 
 
 def _check_tol(tol) -> float:
@@ -193,15 +202,14 @@ def _drop_zero(masks: np.ndarray) -> np.ndarray:
 def _rays(Z: np.ndarray, tol: float) -> np.ndarray:
     """Unit directions spanning the one-dimensional flats of the arrangement, both signs.
 
-    Rank 2: perp(z_i) for each nonzero row.  Rank 3: z_i x z_j for each pair with
-    |z_i x z_j| > tol (parallel pairs meet in a plane, not a line).  Duplicates are fine.
+    Rank 2: perp(z_i) for each row.  Rank 3: z_i x z_j for each pair with |z_i x z_j| > tol
+    (a parallel pair meets in a plane, not a line).  Repeated rays are harmless.
     """
-    nonzero = Z[np.any(Z != 0, axis=1)]
     if Z.shape[1] == 2:
-        rays = np.stack([-nonzero[:, 1], nonzero[:, 0]], axis=1)
+        rays = np.stack([-Z[:, 1], Z[:, 0]], axis=1)
     else:
-        i, j = np.triu_indices(len(nonzero), k=1)
-        rays = np.cross(nonzero[i], nonzero[j])
+        i, j = np.triu_indices(len(Z), k=1)
+        rays = np.cross(Z[i], Z[j])
     norms = np.linalg.norm(rays, axis=1)
     rays = rays[norms > tol] / norms[norms > tol, None]
     return np.concatenate([rays, -rays])
@@ -213,73 +221,85 @@ def _complement_basis(v: np.ndarray) -> np.ndarray:
     return vt[1:].T
 
 
-def _generic_vertex_patterns(base: np.ndarray, zero: np.ndarray, r: int) -> np.ndarray:
-    """Patterns at rays whose zero set is r - 1 independent rows: every bit choice on it.
-
-    (For rank 3 the zero set {i, j} is the generating pair, non-parallel by construction,
-    so all four sign choices of (z_i . h, z_j . h) occur for h in v^perp.)
-    """
-    if r == 2:
-        return np.concatenate([base, base | zero])
-    first = zero & (np.cumsum(zero, axis=1) == 1)
-    second = zero & ~first
-    return np.concatenate([base, base | first, base | second, base | zero])
-
-
 def _face_patterns(Z: np.ndarray, tol: float) -> np.ndarray:
-    """All patterns {1[Z g >= 0] : g}, unique rows, for rank(Z) <= 3 (see module docstring)."""
-    n = Z.shape[0]
+    """All patterns {1[Z g >= 0] : g}, unique rows, for rank(Z) <= 3 (see module docstring).
+
+    Rows with the same direction always share their bit, and a zero row is always active,
+    so the work is done on the distinct nonzero directions and the columns copied back.
+    """
     Z = _unit_rows(Z, tol)
-    live = np.any(Z != 0, axis=1)
-    if not live.all():
-        # A zero row is active for every g; dropping it keeps the generic fast path below
-        # (a zero row would otherwise sit in every zero set).
-        sub = _face_patterns(Z[live], tol)
-        out = np.ones((len(sub), n), dtype=bool)
-        out[:, live] = sub
-        return out
+    # Rounding on a tol grid merges (near-)repeated directions; a pair it fails to merge
+    # (straddling a grid line) is still handled correctly, only more slowly.
+    keys = np.round(Z / tol) + 0.0  # + 0.0 turns -0.0 into 0.0
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    reps = Z[first]
+    live = np.any(reps != 0, axis=1)
+    core = _distinct_face_patterns(reps[live], tol)
+    out = np.ones((len(core), len(reps)), dtype=bool)
+    out[:, live] = core
+    return out[:, inverse.ravel()]
+
+
+def _distinct_face_patterns(Z: np.ndarray, tol: float) -> np.ndarray:
+    """_face_patterns for unit rows with pairwise distinct directions."""
+    n = Z.shape[0]
     Z = _unit_rows(_row_space(Z, tol), tol)  # projecting moves norms by O(tol): re-unit
     r = Z.shape[1]
     ones = np.ones((1, n), dtype=bool)
     if r == 0:
         return ones
-    if r == 1:
-        z = Z[:, 0]
-        return _unique_rows(np.stack([z > 0, z < 0, ones[0]]), n)
+    if r == 1:  # g = +1, -1, 0
+        return _unique_rows(np.stack([Z[:, 0] > 0, Z[:, 0] < 0, ones[0]]), n)
     if r > EXACT_MAX_RANK:
         raise ValueError(f"exact enumeration is implemented for rank <= 3, got rank {r}")
-
-    found = [ones]
+    vertex = _rank2_vertex_patterns if r == 2 else _rank3_vertex_patterns
+    packed = np.packbits(ones, axis=1)  # g = 0
+    seen: set[bytes] = set()
     rays = _rays(Z, tol)
-    block = max(1, _BLOCK_ENTRIES // n)
+    block = max(1, _BLOCK_ENTRIES // (4 * n))
     for start in range(0, len(rays), block):
-        chunk = rays[start : start + block]
-        signs = chunk @ Z.T
-        zero = np.abs(signs) <= tol
-        base = signs > tol
-        generic = zero.sum(axis=1) == r - 1
-        found.append(_generic_vertex_patterns(base[generic], zero[generic], r))
-        found.extend(
-            _degenerate_vertex_patterns(Z, chunk[~generic], base[~generic], zero[~generic], tol)
-        )
-    return _unique_rows(np.concatenate(found), n)
+        found = vertex(Z, rays[start : start + block], tol, seen)
+        # Deduplicate per block: each cone is met at several of its rays, and the packed
+        # unique set stays O(P N / 8) bytes however many rays there are.
+        packed = _unique_packed(np.concatenate([packed, np.packbits(found, axis=1)]))
+    return np.unpackbits(packed, axis=1, count=n).astype(bool)
 
 
-def _degenerate_vertex_patterns(Z, rays, base, zero, tol) -> list[np.ndarray]:
-    """Patterns at rays whose zero set is not generic: recurse on v^perp for each set."""
-    out = []
-    # Many rays share a (base, zero) pair when rows are collinear; solve each pair once.
-    keys = np.concatenate([base, zero], axis=1)
-    packed = np.ascontiguousarray(np.packbits(keys, axis=1))
-    rows = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first = np.unique(rows, return_index=True)
-    for idx in first:
+def _rank2_vertex_patterns(Z, rays, tol, seen) -> np.ndarray:
+    """Rank 2: at ray v the zero set S holds rows +-w (w = v rotated by -90 degrees), and
+    the rank-1 arrangement on S gives 1[z . w > 0], 1[z . w < 0] and all ones on S."""
+    signs = rays @ Z.T
+    zero = np.abs(signs) <= tol
+    base = signs > tol
+    along = np.stack([rays[:, 1], -rays[:, 0]], axis=1) @ Z.T
+    return np.concatenate([base | (zero & (along > 0)), base | (zero & (along < 0)), base | zero])
+
+
+def _rank3_vertex_patterns(Z, rays, tol, seen: set[bytes]) -> np.ndarray:
+    """Rank 3: at ray v = z_i x z_j the zero set is generically {i, j}, which takes all four
+    bit choices (z_i, z_j independent in v^perp); larger zero sets (three or more coplanar
+    directions) are solved as the rank-2 arrangement of S projected on v^perp."""
+    signs = rays @ Z.T
+    zero = np.abs(signs) <= tol
+    base = signs > tol
+    generic = zero.sum(axis=1) == 2
+    gz, gb = zero[generic], base[generic]
+    first = gz & (np.cumsum(gz, axis=1) == 1)
+    found = [gb, gb | first, gb | (gz & ~first), gb | gz]
+    # Rays of the same flat repeat the same (base, zero) pair, within and across blocks:
+    # solve each pair once.
+    packed = np.packbits(np.concatenate([base, zero], axis=1), axis=1)
+    for idx in np.flatnonzero(~generic):
+        key = packed[idx].tobytes()
+        if key in seen:
+            continue
+        seen.add(key)
         on = zero[idx]
         sub = _face_patterns(Z[on] @ _complement_basis(rays[idx]), tol)
         pats = np.repeat(base[idx][None, :], len(sub), axis=0)
         pats[:, on] = sub
-        out.append(pats)
-    return out
+        found.append(pats)
+    return np.concatenate(found)
 
 
 def enumerate_patterns(X, tol: float = DEFAULT_TOL) -> np.ndarray:
@@ -297,7 +317,8 @@ def enumerate_patterns(X, tol: float = DEFAULT_TOL) -> np.ndarray:
             f"exact enumeration is implemented for rank(X) <= 3; this X has rank {rank} "
             "(use sample_patterns)"
         )
-    return _drop_zero(_face_patterns(arr, tol))
+    # Copying columns back from distinct directions breaks the row order: sort again.
+    return _drop_zero(_unique_rows(_face_patterns(arr, tol), arr.shape[0]))
 
 
 # ---------------------------------------------------------------- sampling
@@ -331,7 +352,8 @@ def sample_patterns(X, samples: int, seed: int) -> np.ndarray:
     added because it always realises the all-ones pattern, matching enumerate_patterns.
     """
     arr = _as_data(X)
-    return _with_origin(_sampled_cones(arr, _positive_int(samples, "samples"), seed))
+    samples = _positive_int(samples, "samples")
+    return _with_origin(_sampled_cones(arr, samples, _check_seed(seed)))
 
 
 # ---------------------------------------------------------------- the front door
@@ -348,8 +370,8 @@ def _cap(masks: np.ndarray, max_patterns: int, seed: int) -> np.ndarray:
 
 
 def _exact_message(count: int, rank: int, n: int) -> str:
-    return f"{count} activation patterns, complete: exact enumeration of the rank-{rank} " \
-        f"arrangement of N = {n} rows."
+    return (f"{count} activation patterns, complete: exact enumeration of the rank-{rank} "
+            f"arrangement of N = {n} rows.")
 
 
 def patterns(X, *, max_patterns: int = 5000, samples: int = 100_000, seed: int = 0) -> Patterns:
@@ -363,6 +385,7 @@ def patterns(X, *, max_patterns: int = 5000, samples: int = 100_000, seed: int =
     arr = _as_data(X)
     max_patterns = _positive_int(max_patterns, "max_patterns")
     samples = _positive_int(samples, "samples")
+    seed = _check_seed(seed)
     n = arr.shape[0]
     rank = arrangement_rank(arr)
     if rank <= EXACT_MAX_RANK:

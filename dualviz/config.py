@@ -317,13 +317,15 @@ def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"{KNOBS_BY_NAME[name].key}: {values[name]} exceeds {why}; using {bound}")
             values[name] = bound
 
+    if values["activation"] == "relu":
+        lower("depth", RELU_MAX_DEPTH, f"{RELU_MAX_DEPTH} for ReLU networks")
+    if values["dataset"] != "low-rank":
+        return values, notes  # the rank and whitening knobs shape only the low-rank data
     if values["whiten"]:
         lower("d", values["n"], "N (a whitened X needs d <= N)")
         if values["x_rank"] != values["d"]:
             notes.append(f"x-rank: a whitened X has full rank; using {values['d']}")
             values["x_rank"] = values["d"]
-    if values["activation"] == "relu":
-        lower("depth", RELU_MAX_DEPTH, f"{RELU_MAX_DEPTH} for ReLU networks")
     lower("x_rank", min(values["n"], values["d"]), "min(N, d)")
     lower("target_rank", min(values["x_rank"], values["k"]), "min(rank X, K)")
     return values, notes

@@ -126,3 +126,19 @@ def solve_dual(exp: Experiment, X: np.ndarray, Y: np.ndarray,
         return done(value if np.isfinite(value) else None, program.statuses[-1], t_star)
     value = program(rescaled_factor(beta, t, L))
     return done(value if np.isfinite(value) else None, program.statuses[-1])
+
+
+def rank_one_relu_dual(c: np.ndarray, Y: np.ndarray, bound: float,
+                       solver: str = DEFAULT_SOLVER) -> tuple[float | None, str]:
+    """Dual of the three-layer ReLU net on rank-one data X = c a^T (DESIGN §4), an SOCP:
+
+    max_Lambda tr(Lambda^T Y) s.t. ||Lambda^T c+|| <= bound, ||Lambda^T c-|| <= bound,
+    with c+ = max(c, 0), c- = max(-c, 0) and bound = beta / T, T = t ||a||.
+    Its value is (beta/T)(||alpha|| + ||gamma||), which the parallel net attains.
+    """
+    Y = Y.reshape(len(c), -1)
+    Lam = cp.Variable(Y.shape)
+    plus, minus = np.maximum(c, 0.0), np.maximum(-c, 0.0)
+    problem = cp.Problem(cp.Maximize(cp.trace(Lam.T @ Y)),
+                         [cp.norm(Lam.T @ plus, 2) <= bound, cp.norm(Lam.T @ minus, 2) <= bound])
+    return _solve(problem, solver)

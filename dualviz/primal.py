@@ -39,6 +39,7 @@ class Snapshot:
     layer_singular_values: list[list[float]]
     elapsed: float  # seconds since this training started
     done: bool = False  # the last snapshot of this restart
+    probe: list[float] | None = None  # f at the probe points (a fitted curve), when asked
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class PrimalResult:
     layer_singular_values: list[list[float]] | None
     seconds: float
     notes: list[str] = field(default_factory=list)
+    probe: list[float] | None = None  # the best restart's f at the probe points
 
 
 def restart_seed(seed: int, restart: int) -> int:
@@ -69,8 +71,9 @@ def restart_seed(seed: int, restart: int) -> int:
     return (seed * 1_000_003 + restart * 7919 + 1) % (2**63 - 1)
 
 
-def _snapshot(net: Net, X, Y, restart, iteration, objective_kind, started, done=False):
+def _snapshot(net: Net, X, Y, probe, restart, iteration, objective_kind, started, done=False):
     with torch.no_grad():
+        fitted = net(probe)[:, 0].tolist() if probe is not None else None
         diff = net(X) - Y
         loss = 0.5 * float(torch.sum(diff**2))
         reg = float(net.regularizer())
@@ -78,7 +81,7 @@ def _snapshot(net: Net, X, Y, restart, iteration, objective_kind, started, done=
         sv = torch.linalg.svdvals(net.end_to_end()).tolist() if not net.relu else []
     objective = reg if objective_kind == "interpolation" else loss + reg
     return Snapshot(restart, iteration, objective, loss, reg, residual, sv,
-                    net.layer_singular_values(), time.perf_counter() - started, done)
+                    net.layer_singular_values(), time.perf_counter() - started, done, fitted)
 
 
 def _make_stepper(exp: Experiment, params) -> Callable[[Callable[[], torch.Tensor], int], int]:
@@ -113,19 +116,22 @@ def _make_stepper(exp: Experiment, params) -> Callable[[Callable[[], torch.Tenso
     return step_adam
 
 
-def train(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> Iterator[Snapshot]:
-    """Train every restart in turn, yielding snapshots as the optimizer goes."""
+def train(exp: Experiment, X: np.ndarray, Y: np.ndarray,
+          probe: np.ndarray | None = None) -> Iterator[Snapshot]:
+    """Train every restart in turn, yielding snapshots as the optimizer goes; with `probe`
+    (inputs shaped like X), each snapshot also carries the first output of f there."""
     torch.set_num_threads(1)
     Xt = torch.tensor(X, dtype=DTYPE)  # a copy: the dataset arrays are read-only
     Yt = torch.tensor(Y, dtype=DTYPE)
+    probe_t = torch.tensor(probe, dtype=DTYPE) if probe is not None else None
     started = time.perf_counter()
     for r in range(exp.restarts):
         generator = torch.Generator().manual_seed(restart_seed(exp.seed, r))
         net = Net(exp, X.shape[1], Y.shape[1], generator)
-        yield from _train_one(exp, net, Xt, Yt, r, started)
+        yield from _train_one(exp, net, Xt, Yt, probe_t, r, started)
 
 
-def _train_one(exp, net, X, Y, restart, started) -> Iterator[Snapshot]:
+def _train_one(exp, net, X, Y, probe, restart, started) -> Iterator[Snapshot]:
     chunk = SNAPSHOT_EVERY if exp.optimizer == "lbfgs" else 5 * SNAPSHOT_EVERY
     step = _make_stepper(exp, list(net.parameters()))
     interpolation = exp.objective == "interpolation"
@@ -149,7 +155,10 @@ def _train_one(exp, net, X, Y, restart, started) -> Iterator[Snapshot]:
     done_iterations = 0
     stalled_chunks = 0
     last_residual = float("inf")
-    yield _snapshot(net, X, Y, restart, 0, exp.objective, started)
+    def snapshot(iteration: int, done: bool = False) -> Snapshot:
+        return _snapshot(net, X, Y, probe, restart, iteration, exp.objective, started, done)
+
+    yield snapshot(0)
     while done_iterations < exp.iterations:
         n = min(chunk, exp.iterations - done_iterations)
         ran = step(closure, n)
@@ -165,12 +174,12 @@ def _train_one(exp, net, X, Y, restart, started) -> Iterator[Snapshot]:
                 rho = min(rho * RHO_GROWTH, RHO_MAX)
             last_residual = residual
             step.reset()  # the objective changed: L-BFGS curvature pairs are stale
-        snap = _snapshot(net, X, Y, restart, done_iterations, exp.objective, started)
+        snap = snapshot(done_iterations)
         stalled_chunks = stalled_chunks + 1 if converged_inner else 0
         finished = stalled_chunks >= (3 if interpolation else 2) and (
             not interpolation or snap.residual <= 1e-2 * RESIDUAL_TOL)
         if finished or done_iterations >= exp.iterations or not np.isfinite(snap.objective):
-            yield _snapshot(net, X, Y, restart, done_iterations, exp.objective, started, done=True)
+            yield snapshot(done_iterations, done=True)
             return
         yield snap
 
@@ -198,15 +207,17 @@ def summarize(exp: Experiment, snapshots: list[Snapshot], seconds: float) -> Pri
         notes.append(f"{len(finals) - len(feasible)} of {len(finals)} restarts were not feasible "
                      "and were left out")
     return PrimalResult(best.objective, best.residual, best.restart, restarts,
-                        best.singular_values, best.layer_singular_values, seconds, notes)
+                        best.singular_values, best.layer_singular_values, seconds, notes,
+                        best.probe)
 
 
 def solve_primal(exp: Experiment, X: np.ndarray, Y: np.ndarray,
-                 on_snapshot: Callable[[Snapshot], None] | None = None) -> PrimalResult:
+                 on_snapshot: Callable[[Snapshot], None] | None = None,
+                 probe: np.ndarray | None = None) -> PrimalResult:
     """Run :func:`train` to the end and summarize it."""
     started = time.perf_counter()
     snapshots = []
-    for snap in train(exp, X, Y):
+    for snap in train(exp, X, Y, probe):
         snapshots.append(snap)
         if on_snapshot is not None:
             on_snapshot(snap)

@@ -15,14 +15,8 @@ from .config import ConfigError, Experiment
 from .data import Dataset, rank_one, regression, synthetic
 from .dual import DualResult, solve_dual
 from .primal import PrimalResult, Snapshot, solve_primal
+from .relu import network_inputs, probe_points, relu_bounds
 from .theory import ClosedForm, closed_form, target_spectrum
-
-
-def check_supported(exp: Experiment) -> None:
-    """Refuse, with a clear message, what this version cannot compute correctly."""
-    if exp.activation == "relu":
-        raise ConfigError("activation 'relu' is not available yet: ReLU networks are planned; "
-                          "use activation 'linear'")
 
 
 def dataset_for(exp: Experiment, uploaded: Dataset | None = None) -> Dataset:
@@ -50,6 +44,7 @@ class RunResult:
     primal: PrimalResult
     target_spectrum: list[float]
     notes: list[str] = field(default_factory=list)
+    relu: dict[str, Any] | None = None  # ReLU experiments: patterns, neurons, fitted functions
 
     @property
     def gap(self) -> float | None:
@@ -68,8 +63,8 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON schema (also what the store keeps)."""
         primal = asdict(self.primal)
-        del primal["layer_singular_values"], primal["singular_values"]
-        bounds = bounds_json(self.closed, self.dual, self.target_spectrum)
+        del primal["layer_singular_values"], primal["singular_values"], primal["probe"]
+        bounds = bounds_json(self.closed, self.dual, self.target_spectrum, self.relu)
         bounds["spectrum"]["learned"] = self.primal.singular_values
         return _finite({
             "experiment": self.experiment.to_record(),
@@ -94,9 +89,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def bounds_json(closed: ClosedForm, dual: DualResult, target: list[float]) -> dict[str, Any]:
+def bounds_json(closed: ClosedForm, dual: DualResult, target: list[float],
+                relu: dict[str, Any] | None) -> dict[str, Any]:
     """What is known before training starts (shown while the primal runs)."""
-    return _finite({"dual": asdict(dual),
+    return _finite({"relu": relu, "dual": asdict(dual),
                     "closed_form": {"primal": closed.primal, "dual": closed.dual,
                                     "dual_label": closed.dual_label, "notes": list(closed.notes)},
                     "spectrum": {"target": target,
@@ -108,16 +104,26 @@ def run(exp: Experiment, uploaded: Dataset | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
         notes: list[str] | None = None,
         on_bounds: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-    """Closed form (instant), then the dual by CVXPY (reported to on_bounds), then training
-    (each snapshot reported to on_snapshot)."""
-    check_supported(exp)
+    """Closed form (instant), then the dual or convex program by CVXPY (reported to
+    on_bounds), then training (each snapshot reported to on_snapshot)."""
     dataset = dataset_for(exp, uploaded)
     X, Y = dataset.X, dataset.Y
-    closed = closed_form(exp, X, Y)
-    dual = solve_dual(exp, X, Y)
-    target = [float(x) for x in target_spectrum(X, Y)]
+    inputs, probe, relu_details = X, None, None
+    if exp.activation == "relu":
+        bounds = relu_bounds(exp, X, Y)
+        closed, dual, relu_details = bounds.closed, bounds.dual, bounds.details
+        inputs = network_inputs(exp, X)
+        grid, _ = probe_points(X)
+        probe = network_inputs(exp, grid) if grid is not None else None
+        target: list[float] = []
+    else:
+        closed = closed_form(exp, X, Y)
+        dual = solve_dual(exp, X, Y)
+        target = [float(x) for x in target_spectrum(X, Y)]
     if on_bounds is not None:
-        on_bounds(bounds_json(closed, dual, target))
-    primal = solve_primal(exp, X, Y, on_snapshot)
-    return RunResult(exp, dataset, closed, dual, primal, target, list(notes or []))
+        on_bounds(bounds_json(closed, dual, target, relu_details))
+    primal = solve_primal(exp, inputs, Y, on_snapshot, probe)
+    if relu_details is not None and primal.probe is not None:
+        relu_details.setdefault("fit", {"axes": probe_points(X)[1]})["trained"] = primal.probe
+    return RunResult(exp, dataset, closed, dual, primal, target, list(notes or []), relu_details)
 

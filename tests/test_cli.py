@@ -123,7 +123,7 @@ BAD_INPUT = {
     "unknown option": ["--bogus", "1"],
     "bad choice": ["--arch", "foo"],
     "bad choice (objective)": ["--objective", "cubic"],
-    "relu": ["--activation", "relu"],
+    "vector output, two-layer ReLU": ["--activation", "relu", "--depth", "2", "--k", "3"],
     "missing value": ["--depth"],
     "missing data file": ["--data", "{tmp}/does-not-exist.npz"],
     "data is a directory": ["--data", "{tmp}"],
@@ -333,7 +333,7 @@ def test_bad_input_exits_2_with_one_line(capsys, files, case) -> None:
 def test_error_messages_say_what_is_wrong(capsys, files) -> None:
     for argv, words in [
         (["--arch", "foo"], ["--arch", "foo"]),
-        (["--activation", "relu"], ["relu"]),
+        (["--activation", "relu", "--depth", "2", "--k", "3"], ["scalar output", "K = 3"]),
         (["--data", str(files["object.npz"])], ["object"]),
         (["--data", str(files["bad.csv"])], ["five", "not a number"]),
         (["--data", "/nonexistent/x.npz"], ["/nonexistent/x.npz"]),

@@ -19,6 +19,7 @@ from dualviz.config import (
     KNOBS,
     KNOBS_BY_KEY,
     KNOBS_BY_NAME,
+    RELU_MAX_DEPTH,
     SYNTHETIC,
     ConfigError,
     Experiment,
@@ -80,6 +81,8 @@ def experiments(draw) -> Experiment:
         d = values["d"]
         values["x_rank"] = draw(st.integers(1, min(n, d)))
     values["target_rank"] = draw(st.integers(1, min(values["x_rank"], k)))
+    if values["activation"] == "relu":
+        values["depth"] = min(values["depth"], RELU_MAX_DEPTH)
     return Experiment(**values)
 
 
@@ -123,6 +126,10 @@ def assert_valid(e: Experiment) -> None:
             assert knob.low <= value <= knob.high, (knob.name, value)
         elif knob.kind == "str":
             assert value == SYNTHETIC or (len(value) == 16 and set(value) <= set(HEX))
+    if e.activation == "relu":
+        assert e.depth <= RELU_MAX_DEPTH
+    if e.dataset != "low-rank":
+        return  # the rank and whitening knobs shape only the low-rank data
     assert e.x_rank <= min(e.n, e.d)
     assert e.target_rank <= min(e.x_rank, e.k)
     if e.whiten:

@@ -1,0 +1,125 @@
+"""The parts every explorer page shares: data source, the job pair, the live view, failures and
+the standard-vs-parallel comparison. A page supplies its controls and its main figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from .. import explain
+from ..config import SYNTHETIC, Experiment
+from ..data import DataError, Dataset, load_file
+from ..jobs import JobView
+from ..primal import Snapshot
+from . import live, state
+
+MainPanels = Callable[[Experiment, explain.Readout, list[Snapshot], Dataset | None], None]
+
+
+def fmt(value: float | None, digits: int = 6) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def data_source(exp: Experiment) -> Dataset | None:
+    """The sidebar upload, and the uploaded data set this experiment names (None: synthetic).
+
+    Stops the page with a clear message when a link names data this server does not have."""
+    store = live.manager().store
+    upload = st.sidebar.file_uploader(
+        "Upload data (.npz with X, Y; or .csv with y columns)", type=["npz", "csv"],
+        help="Replaces the synthetic data; the file's digest goes into the link. "
+             "Restarts the run.")
+    if upload is not None and st.session_state.get("_uploaded_id") != upload.file_id:
+        st.session_state["_uploaded_id"] = upload.file_id
+        try:
+            dataset = load_file(upload, upload.name)
+        except DataError as exc:
+            st.sidebar.error(f"{upload.name}: {exc}")
+        else:
+            store.save_dataset(dataset)
+            state.set_experiment(exp.replace(data=dataset.digest)[0])
+            st.rerun()
+    if exp.uses_synthetic_data:
+        return None
+    dataset = store.load_dataset(exp.data)
+    if dataset is None:
+        st.error(f"This link uses an uploaded data set ({exp.data}) that this server does not "
+                 "have. Upload the file in the sidebar, or use synthetic data.")
+        if st.button("Use synthetic data"):
+            state.set_experiment(exp.replace(data=SYNTHETIC)[0])
+            st.rerun()
+        st.stop()
+    left, right = st.columns([4, 1])
+    left.info(f"Data: {dataset.name} (N = {dataset.n}, d = {dataset.d}, K = {dataset.k}); "
+              "the synthetic data settings are ignored.")
+    if right.button("Use synthetic data"):
+        state.set_experiment(exp.replace(data=SYNTHETIC)[0])
+        st.rerun()
+    return dataset
+
+
+def show_failure(view: JobView, experiment: Experiment) -> None:
+    st.error(f"The {experiment.arch} run failed: {live.status_line(view)}")
+    with st.expander("Details"):
+        st.code(view.record.error or "", language=None)
+    if st.button("Run again", key=f"rerun_{experiment.hash}"):
+        live.manager().rerun(experiment)
+        st.rerun()
+
+
+def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels,
+              dual_name: str = "D (CVXPY)") -> None:
+    """Run `exp` and its other-architecture twin, and draw them live (4 times a second)."""
+    other_arch = "parallel" if exp.arch == "standard" else "standard"
+    counterpart = exp.replace(arch=other_arch)[0]
+    views = live.manager().focus(live.watcher_id(), [exp, counterpart])
+    polling = any(v.active for v in views)
+
+    @st.fragment(run_every=live.POLL_SECONDS if polling else None)
+    def draw() -> None:
+        manager = live.manager()
+        manager.touch(live.watcher_id())
+        featured, other = manager.view(exp.hash), manager.view(counterpart.hash)
+        if polling and "cancelled" in (featured.status, other.status):
+            st.rerun()  # this tab was idle long enough to lose its jobs: ask for them again
+        snaps = live.snapshots(featured)
+        now = explain.readout(exp, featured.record.bounds, featured.record.result, snaps)
+
+        st.caption(f"{exp.arch} net: {live.status_line(featured)} · {other_arch} net: "
+                   f"{live.status_line(other)} · experiment {exp.hash}")
+        if featured.status == "failed":
+            show_failure(featured, exp)
+        cols = st.columns(5)
+        cols[0].metric("P (trained" + (")" if now.final else ", so far)"), fmt(now.primal))
+        cols[1].metric(dual_name, fmt(now.dual), help=now.dual_label)
+        cols[2].metric("Gap P - D", fmt(now.gap))
+        cols[3].metric("Relative gap", fmt(now.relative_gap))
+        cols[4].metric("Closed-form P", fmt(now.closed_primal))
+        main_panels(exp, now, snaps, uploaded)
+        comparison(exp, counterpart, featured, other)
+        if polling and not (featured.active or other.active):
+            st.rerun()  # the jobs ended: one full redraw, then stop polling
+
+    draw()
+
+
+def comparison(exp: Experiment, counterpart: Experiment, featured: JobView,
+               other: JobView) -> None:
+    """Standard and parallel side by side: numbers, verdict, formula, and why."""
+    st.subheader("Standard vs parallel on the same data")
+    columns = dict(zip((exp.arch, counterpart.arch), st.columns(2), strict=True))
+    for experiment, view in ((exp, featured), (counterpart, other)):
+        with columns[experiment.arch]:
+            reading = explain.readout(experiment, view.record.bounds, view.record.result,
+                                      live.snapshots(view))
+            st.markdown(f"**{experiment.arch.capitalize()} net** — "
+                        f"P = {fmt(reading.primal, 4)}, D = {fmt(reading.dual, 4)}")
+            verdict = explain.gap_verdict(reading.primal, reading.dual, reading.closed_primal)
+            (st.success if verdict.startswith("zero") else st.info)(verdict)
+            formula = explain.formula_latex(experiment, reading.target_spectrum,
+                                            reading.closed_primal, reading.closed_dual)
+            if formula:
+                st.latex(formula)
+            if view.status == "failed" and experiment is counterpart:
+                show_failure(view, experiment)
