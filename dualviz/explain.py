@@ -90,6 +90,7 @@ class Readout:
     layer_spectra: list[list[float]] | None
     target_spectrum: list[float] | None
     closed_spectrum: list[float] | None
+    relu: dict | None = None  # ReLU details: patterns, neurons, fitted functions, rank-one
 
     @property
     def gap(self) -> float | None:
@@ -121,4 +122,4 @@ def readout(exp: Experiment, bounds: dict | None, result: dict | None,
         layers = last.layer_singular_values if last else None
     return Readout(primal, dual, closed.get("primal"), closed.get("dual"),
                    closed.get("dual_label") or "dual", result is not None, learned, layers,
-                   spectrum.get("target"), spectrum.get("closed_form"))
+                   spectrum.get("target"), spectrum.get("closed_form"), source.get("relu"))

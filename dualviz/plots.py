@@ -69,18 +69,19 @@ def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
     for value, label, color, dash, position in (
             (dual, f"{dual_label} = {dual:.4f}" if dual is not None else "", DUAL_COLOR,
              "dash", "top"),
-            (closed_primal, f"closed-form P = {closed_primal:.4f}"
+            (closed_primal, f"theory P* = {closed_primal:.4f}"
              if closed_primal is not None else "", CLOSED_COLOR, "dot", "bottom")):
         if value is not None:
             shape, note = _level(value, label, color, dash, "x", "y", position)
             shapes.append(shape)
             notes.append(note)
     top: dict = {"domain": [0.45, 1.0], "title": {"text": "primal objective"}}
-    values = [s.objective for s in snapshots if np.isfinite(s.objective)]
+    latest = [snaps[-1].objective for snaps in by_restart(snapshots).values()]
+    latest = [v for v in latest if np.isfinite(v)]
     levels = [v for v in (dual, closed_primal) if v is not None]
-    if values and levels:
-        # Early iterates can be far off; keep the bounds and the end of training in view.
-        finals = values[-20:] + levels
+    if latest and levels:
+        # Early iterates can be far off; keep the bounds and where each restart is in view.
+        finals = latest + levels
         low, high = min(finals), max(finals)
         pad = 0.25 * (high - low) + 0.05 * abs(high) + 1e-9
         top["range"] = [low - pad, high + 3 * pad]
@@ -137,3 +138,47 @@ def _figure(traces: list[dict], layout: dict, title: str, height: int) -> go.Fig
     if title:
         layout["title"] = {"text": title}
     return go.Figure({"data": traces, "layout": layout}, _validate=False)
+
+
+def fit_figure(X: np.ndarray, y: np.ndarray, axes: Sequence[Sequence[float]],
+               trained: Sequence[float] | None, convex: Sequence[float] | None,
+               title: str = "") -> go.Figure:
+    """The data and the fitted functions: the trained net (live) and the net rebuilt from the
+    convex solution. 1-D inputs: curves over the points; 2-D: one heatmap per fit, points on top.
+    """
+    y = np.asarray(y, dtype=float).ravel()
+    if len(axes) == 1:
+        traces = [{"type": "scatter", "mode": "markers", "name": "data", "x": X[:, 0].tolist(),
+                   "y": y.tolist(), "marker": {"color": TARGET_COLOR, "size": 9}}]
+        for name, values, color, dash in (("trained net (live)", trained, COLORS[0], "solid"),
+                                          ("rebuilt from the convex program", convex,
+                                           DUAL_COLOR, "dash")):
+            if values is not None:
+                traces.append({"type": "scatter", "mode": "lines", "name": name,
+                               "x": list(axes[0]), "y": list(values),
+                               "line": {"color": color, "dash": dash, "width": 3}})
+        layout = {"xaxis": {"title": {"text": "x"}}, "yaxis": {"title": {"text": "y"}}}
+        return _figure(traces, layout, title, height=420)
+    fits = [(name, values) for name, values in (("trained net (live)", trained),
+                                                ("rebuilt from the convex program", convex))
+            if values is not None]
+    traces, layout = [], {}
+    width = 1.0 / max(len(fits), 1)
+    low, high = float(y.min()), float(y.max())
+    for i, (name, values) in enumerate(fits):
+        suffix = "" if i == 0 else str(i + 1)
+        z = np.asarray(values).reshape(len(axes[1]), len(axes[0])).tolist()
+        traces.append({"type": "heatmap", "x": list(axes[0]), "y": list(axes[1]), "z": z,
+                       "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "zmin": low, "zmax": high,
+                       "colorscale": "RdBu", "reversescale": True, "name": name,
+                       "showscale": i == len(fits) - 1})
+        traces.append({"type": "scatter", "mode": "markers", "x": X[:, 0].tolist(),
+                       "y": X[:, 1].tolist(), "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+                       "showlegend": False, "name": "data",
+                       "marker": {"color": y.tolist(), "colorscale": "RdBu",
+                                  "reversescale": True, "cmin": low, "cmax": high, "size": 9,
+                                  "line": {"color": "black", "width": 1}}})
+        layout[f"xaxis{suffix}"] = {"domain": [i * width + 0.03, (i + 1) * width - 0.03],
+                                    "title": {"text": f"x1 — {name}"}}
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "title": {"text": "x2"}}
+    return _figure(traces, layout, title, height=440)

@@ -296,7 +296,8 @@ class RankOneThreeLayer:
     T = t ||a||: the largest ||W_1^T a|| allowed by ||W_1||_F <= t;
     dual: D = (beta/T)(||alpha|| + ||gamma||), which the parallel net reaches;
     standard: P = beta min_theta Phi(alpha/(T cos theta), gamma/(T sin theta));
-    theta: the minimizing theta (0 or pi/2 when gamma or alpha is 0; None if infeasible);
+    theta: the minimizing theta (0 or pi/2 when gamma or alpha is 0; None if infeasible or
+        Y = 0);
     zero_gap: feasible and (alpha, gamma non-negatively collinear, or one of them is 0);
     explanation: one plain-words paragraph with the numbers.
     """

@@ -2,63 +2,23 @@
 
 import io
 import json
-import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_support import ROOT, metric, run_until_done, status_caption
+from apptest_support import open_page as open_explorer
 from streamlit.testing.v1 import AppTest
 
 from dualviz.config import Experiment
 
-ROOT = Path(__file__).parents[1]
-PAGE = str(ROOT / "pages" / "1_Deep_linear_explorer.py")
+PAGE = "1_Deep_linear_explorer.py"
 SMALL = Experiment(iterations=300, restarts=2, seed=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    # The page's job manager is created once per process (st.cache_resource) from this.
-    old = os.environ.get("DUALVIZ_DATA_DIR")
-    os.environ["DUALVIZ_DATA_DIR"] = str(tmp_path_factory.mktemp("store"))
-    yield
-    if old is None:
-        del os.environ["DUALVIZ_DATA_DIR"]
-    else:
-        os.environ["DUALVIZ_DATA_DIR"] = old
-
-
 def open_page(query: str = "") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    if query:
-        at.query_params = dict(p.split("=", 1) for p in query.split("&"))
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def run_until_done(at: AppTest, timeout: float = 180.0) -> AppTest:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = status_caption(at)
-        if status.count("done in") == 2:
-            return at
-        assert "failed" not in status, status
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
-    raise AssertionError(f"jobs did not finish: {status_caption(at)}")
-
-
-def status_caption(at: AppTest) -> str:
-    return next(c.value for c in at.caption if "experiment" in c.value)
-
-
-def metric(at: AppTest, prefix: str) -> float:
-    return float(next(m for m in at.metric if m.label.startswith(prefix)).value)
+    return open_explorer(PAGE, query)
 
 
 def cli(query: str, *extra: str) -> dict:
@@ -75,7 +35,7 @@ def test_numbers_on_the_page_equal_the_cli_for_the_same_query_string():
     assert metric(at, "D (CVXPY)") == pytest.approx(expected["dual"]["value"], abs=1e-6)
     assert metric(at, "Gap P - D") == pytest.approx(expected["gap"], abs=1e-6)
     assert metric(at, "Relative gap") == pytest.approx(expected["relative_gap"], abs=1e-6)
-    assert metric(at, "Closed-form P") == pytest.approx(expected["closed_form"]["primal"],
+    assert metric(at, "Theory P*") == pytest.approx(expected["closed_form"]["primal"],
                                                         abs=1e-6)
     # The comparison shows both architectures with a verdict each.
     assert any("positive duality gap" in i.value for i in at.info)
@@ -130,7 +90,7 @@ def test_uploading_ha_reproduces_design_values():
     run_until_done(at)
     assert metric(at, "P (trained") == pytest.approx(4.6465, abs=5e-5)
     assert metric(at, "D (CVXPY)") == pytest.approx(3.3315, abs=5e-5)
-    assert metric(at, "Closed-form P") == pytest.approx(4.6464895083, abs=1e-6)
+    assert metric(at, "Theory P*") == pytest.approx(4.6464895083, abs=1e-6)
 
 
 def test_a_bad_upload_gets_one_clear_message_and_the_page_keeps_working():

@@ -37,7 +37,7 @@ def test_objective_figure_has_a_curve_per_restart_and_labelled_bounds():
     assert fig["layout"]["yaxis2"]["type"] == "log"
     assert bottom[0]["y"][-1] == pytest.approx(1.0 + 1.0 / 1000)  # P - D
     labels = [a["text"] for a in fig["layout"]["annotations"]]
-    assert labels == ["D = 4.0000", "closed-form P = 5.0000"]
+    assert labels == ["D = 4.0000", "theory P* = 5.0000"]
     assert [s["y0"] for s in fig["layout"]["shapes"]] == [4.0, 5.0]
 
 

@@ -95,7 +95,9 @@ def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels
         cols[1].metric(dual_name, fmt(now.dual), help=now.dual_label)
         cols[2].metric("Gap P - D", fmt(now.gap))
         cols[3].metric("Relative gap", fmt(now.relative_gap))
-        cols[4].metric("Closed-form P", fmt(now.closed_primal))
+        cols[4].metric("Theory P*", fmt(now.closed_primal),
+                       help="The optimal value theory gives for this net: a closed form, or "
+                            "the exact two-layer convex program; n/a where none exists.")
         main_panels(exp, now, snaps, uploaded)
         comparison(exp, counterpart, featured, other)
         if polling and not (featured.active or other.active):

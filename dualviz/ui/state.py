@@ -45,14 +45,16 @@ def _widget(knob: Knob) -> Any:
 
 
 def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
+                        defaults: Mapping[str, Any] | None = None,
                         ) -> tuple[Experiment, list[str]]:
     """Sidebar controls for the knobs in `shown`; the URL is read first and written back.
 
-    `fixed` pins knobs this page does not offer (e.g. activation on the linear page). Returns
-    the experiment and notes on anything that was clamped or ignored.
+    `fixed` pins knobs this page does not offer (e.g. activation on the linear page);
+    `defaults` are this page's starting values where the URL says nothing. Returns the
+    experiment and notes on anything that was clamped or ignored.
     """
     fixed = dict(fixed or {})
-    url_exp, notes = Experiment.from_values({**_url_values(), **fixed})
+    url_exp, notes = Experiment.from_values({**(defaults or {}), **_url_values(), **fixed})
     notes = [n for n in notes if not n.startswith("ignored unknown setting")] + \
         st.session_state.pop(_NOTES, [])
     if st.session_state.get(_APPLIED) != url_exp.to_query():

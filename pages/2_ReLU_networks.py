@@ -1,0 +1,60 @@
+"""ReLU networks: the two-layer convex program, rank-one three-layer duality, deep nets."""
+
+import streamlit as st
+
+from dualviz import plots
+from dualviz.config import KNOBS
+from dualviz.runner import dataset_for
+from dualviz.ui import explorer, state
+
+st.set_page_config(page_title="ReLU networks · dualviz", layout="wide")
+st.title("ReLU networks: convex programs and duality")
+st.caption(
+    "Two layers (L = 2, scalar output): the convex program over all activation patterns is "
+    "the global optimum of the network. Three layers on rank-one data X = c a^T: closed forms "
+    "for the standard net and the dual. Deeper nets: training only, and every number says "
+    "which way it bounds.")
+
+# A first visit starts on the two-layer convex program with 1-D data.
+START = {"dataset": "regression", "d": 1, "n": 20, "depth": 2, "objective": "squared",
+         "beta": 0.1, "arch": "parallel", "branches": 50, "width": 50, "iterations": 2000}
+exp, notes = state.experiment_controls(
+    {k.name for k in KNOBS} - {"data", "activation", "whiten", "spectrum"},
+    fixed={"activation": "relu"}, defaults=START)
+for note in notes:
+    st.warning(f"Adjusted: {note}")
+uploaded = explorer.data_source(exp)
+data = dataset_for(exp, uploaded)
+
+
+def figures(exp, now, snaps, uploaded):
+    relu = now.relu or {}
+    left, right = st.columns([3, 2])
+    left.plotly_chart(plots.objective_figure(snaps, now.dual, now.closed_primal,
+                                             dual_label="convex optimum" if exp.depth == 2
+                                             else "D"),
+                      key="objective_figure", config={"displaylogo": False})
+    fit = relu.get("fit") or {}
+    trained = snaps[-1].probe if snaps and not now.final else fit.get("trained")
+    with right:
+        if fit.get("axes"):
+            st.plotly_chart(plots.fit_figure(data.X, data.Y, fit["axes"], trained,
+                                             fit.get("convex")),
+                            key="fit_figure", config={"displaylogo": False})
+        else:
+            st.plotly_chart(plots.layer_spectra_figure(now.layer_spectra,
+                                                       title="per-layer singular values"),
+                            key="layer_figure", config={"displaylogo": False})
+    patterns = relu.get("patterns")
+    if patterns:
+        st.info(f"{patterns['message']} The convex solution uses {relu['active_neurons']} "
+                f"neurons. Value: {relu['convex_label']}.")
+    if relu.get("rank_one"):
+        st.markdown("**Why (rank-one data).** " + relu["rank_one"]["explanation"])
+    if exp.depth >= 3 and not relu.get("rank_one"):
+        st.info("Deep ReLU nets on general data: no dual is computed here. Each trained value "
+                "is an upper bound on its own network's optimum; the paper proves that the "
+                "parallel net (enough branches, rescaled regularization) has zero duality gap.")
+
+
+explorer.live_view(exp, uploaded, figures, dual_name="D (convex / dual)")
