@@ -18,6 +18,9 @@ def gap_verdict(primal: float | None, dual: float | None, closed_primal: float |
                 tol: float = ZERO_GAP_TOL) -> str:
     """One line: zero or positive gap, with the numbers; where a closed form exists, say when
     training stopped above the optimum (a local minimum, or too few iterations or branches)."""
+    if primal is not None and dual is None:
+        return (f"no dual here: P = {primal:.4f} is an upper bound on this network's optimum "
+                "(training finds a feasible point, not a certificate)")
     if primal is None or dual is None:
         return "no verdict yet: " + ("the primal is not available" if primal is None
                                      else "the dual is not available")

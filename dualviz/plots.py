@@ -182,3 +182,23 @@ def fit_figure(X: np.ndarray, y: np.ndarray, axes: Sequence[Sequence[float]],
                                     "title": {"text": f"x1 — {name}"}}
         layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "title": {"text": "x2"}}
     return _figure(traces, layout, title, height=440)
+
+
+def comparison_figure(curves: Sequence[tuple[str, Sequence[Snapshot]]],
+                      title: str = "") -> go.Figure:
+    """Training curves of several nets in one panel, one color per net (every restart drawn):
+    for deep ReLU nets, where no dual is known, this is the comparison there is."""
+    traces = []
+    for index, (label, snapshots) in enumerate(curves):
+        color = COLORS[index % len(COLORS)]
+        for restart, snaps in sorted(by_restart(snapshots).items()):
+            snaps = thin(snaps)
+            traces.append({"type": "scatter", "mode": "lines", "legendgroup": label,
+                           "name": label, "showlegend": restart == min(
+                               s.restart for s in snapshots),
+                           "x": [s.iteration for s in snaps],
+                           "y": [s.objective for s in snaps], "line": {"color": color}})
+    layout = {"xaxis": {"title": {"text": "iteration"}},
+              "yaxis": {"title": {"text": "objective (an upper bound on each optimum)"},
+                        "type": "log"}}
+    return _figure(traces, layout, title, height=420)

@@ -22,7 +22,7 @@ from .nets import DTYPE, Net
 
 RESIDUAL_TOL = 1e-6
 SNAPSHOT_EVERY = 10  # optimizer iterations between snapshots (L-BFGS); Adam uses 5x this
-RHO_START, RHO_GROWTH, RHO_MAX = 10.0, 10.0, 1e8
+RHO_START, RHO_GROWTH, RHO_MAX = 10.0, 10.0, 1e3
 LBFGS_EVALS_PER_ITERATION = 25
 
 

@@ -21,7 +21,7 @@ for note in notes:
 uploaded = explorer.data_source(exp)
 
 
-def figures(exp, now, snaps, uploaded):
+def figures(exp, now, snaps, twin, twin_snaps, uploaded):
     left, right = st.columns([3, 2])
     left.plotly_chart(plots.objective_figure(snaps, now.dual, now.closed_primal),
                       key="objective_figure", config={"displaylogo": False})

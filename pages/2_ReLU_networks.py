@@ -27,7 +27,7 @@ uploaded = explorer.data_source(exp)
 data = dataset_for(exp, uploaded)
 
 
-def figures(exp, now, snaps, uploaded):
+def figures(exp, now, snaps, twin, twin_snaps, uploaded):
     relu = now.relu or {}
     left, right = st.columns([3, 2])
     left.plotly_chart(plots.objective_figure(snaps, now.dual, now.closed_primal,
@@ -55,6 +55,10 @@ def figures(exp, now, snaps, uploaded):
         st.info("Deep ReLU nets on general data: no dual is computed here. Each trained value "
                 "is an upper bound on its own network's optimum; the paper proves that the "
                 "parallel net (enough branches, rescaled regularization) has zero duality gap.")
+        st.plotly_chart(plots.comparison_figure(
+            [(f"{exp.arch} (this net)", snaps), (twin.arch, twin_snaps)],
+            title="Standard vs parallel training (each curve bounds its own optimum from above)"),
+            key="comparison_figure", config={"displaylogo": False})
 
 
 explorer.live_view(exp, uploaded, figures, dual_name="D (convex / dual)")

@@ -4,19 +4,17 @@ The closed forms are checked three ways: the 1-D minimisation over theta against
 form (alpha.gamma <= 0) and against the stationarity quartic in x = tan(theta); Phi and D
 against CVXPY programs; and P (standard net) and D (parallel net) against training.
 
-Training note: with the augmented Lagrangian's default penalty schedule (rho x10 per stalled
-outer step, up to 1e8) L-BFGS stalls before the first layer has put its whole norm budget on
-the direction a (||W_1^T a|| reaches 0.66-0.99 of T), and restarts stop 1e-5..4e-1 above the
-optimum although the later layers are optimal for the first layer they have. Capping the
-penalty at 1e3 let all 8 restarts of every instance below reach the closed form within 4e-5
-(most within 1e-7), so the training tests cap it (monkeypatch, test-local) and use one restart.
+Training note: with the augmented Lagrangian's penalty allowed up to 1e8, L-BFGS stalled
+before the first layer had put its whole norm budget on the direction a (||W_1^T a|| at
+0.66-0.99 of T) and restarts stopped 1e-5..4e-1 above the optimum. With the penalty capped at
+1e3 (primal.RHO_MAX) all 8 restarts of every instance below reached the closed form within 4e-5
+(most within 1e-7), so one restart suffices in the tests.
 """
 
 import cvxpy as cp
 import numpy as np
 import pytest
 
-from dualviz import primal
 from dualviz.config import Experiment
 from dualviz.primal import RESIDUAL_TOL, solve_primal
 from dualviz.theory import (
@@ -229,9 +227,8 @@ def _train(arch, c, Y, beta, t, restarts=1):
 
 @pytest.mark.parametrize("arch", ["standard", "parallel"])
 @pytest.mark.parametrize("name", list(INSTANCES))
-def test_training_reaches_closed_form(monkeypatch, name, arch):
-    # Standard net -> P, parallel net -> D. See the module docstring for the penalty cap.
-    monkeypatch.setattr(primal, "RHO_MAX", 1e3)
+def test_training_reaches_closed_form(name, arch):
+    # Standard net -> P, parallel net -> D, with the shipped training settings.
     c, Y, beta, t = INSTANCES[name]
     r = rank_one_three_layer(c, A, Y, beta, t)
     expected = r.standard if arch == "standard" else r.dual
@@ -241,8 +238,8 @@ def test_training_reaches_closed_form(monkeypatch, name, arch):
 
 
 @pytest.mark.parametrize(("name", "arch"), [("y=c K=1", "standard"), ("obtuse K=2", "parallel")])
-def test_default_training_never_beats_closed_form(name, arch):
-    # The shipped penalty schedule (no cap): restarts may stop above the optimum, never below.
+def test_training_never_beats_closed_form(name, arch):
+    # Restarts may stop above the optimum, never below it.
     c, Y, beta, t = INSTANCES[name]
     r = rank_one_three_layer(c, A, Y, beta, t)
     expected = r.standard if arch == "standard" else r.dual

@@ -14,7 +14,10 @@ from ..jobs import JobView
 from ..primal import Snapshot
 from . import live, state
 
-MainPanels = Callable[[Experiment, explain.Readout, list[Snapshot], Dataset | None], None]
+# (experiment, its readout, its snapshots, its twin of the other architecture and the twin's
+# snapshots, the uploaded data set or None)
+MainPanels = Callable[[Experiment, explain.Readout, list[Snapshot], Experiment, list[Snapshot],
+                       Dataset | None], None]
 
 
 def fmt(value: float | None, digits: int = 6) -> str:
@@ -98,7 +101,7 @@ def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels
         cols[4].metric("Theory P*", fmt(now.closed_primal),
                        help="The optimal value theory gives for this net: a closed form, or "
                             "the exact two-layer convex program; n/a where none exists.")
-        main_panels(exp, now, snaps, uploaded)
+        main_panels(exp, now, snaps, counterpart, live.snapshots(other), uploaded)
         comparison(exp, counterpart, featured, other)
         if polling and not (featured.active or other.active):
             st.rerun()  # the jobs ended: one full redraw, then stop polling
