@@ -50,14 +50,15 @@ st.subheader("Explore")
 st.page_link("pages/1_Deep_linear_explorer.py", label="Deep-linear explorer", icon="📉",
              help="Choose depth, width, data rank and spectrum, regularization; watch training "
                   "approach (or miss) the dual bound, with live spectra, standard vs parallel.")
+st.page_link("pages/2_ReLU_networks.py", label="ReLU networks", icon="📈",
+             help="The two-layer convex program (exact over all activation patterns), rank-one "
+                  "three-layer duality and its sign condition, deep parallel vs standard nets.")
 st.markdown(
-    "Every control of the explorer lives in the page's address: copy it to share the exact run "
+    "Every control of an explorer lives in the page's address: copy it to share the exact run "
     "(the random seed included).")
 
 st.subheader("What is coming")
 st.markdown(
-    "- **ReLU networks**: the two-layer convex program, rank-one three-layer duality, deep "
-    "parallel vs standard.\n"
     "- **Gap curves**: sweeps over depth, rank, beta and width, locally or on a Dask cluster.\n"
     "- **Sharing**: links that reproduce runs, classroom presets, presenter mode, exports.\n\n"
     "The same solvers run from the command line: "

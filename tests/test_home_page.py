@@ -36,7 +36,7 @@ def test_home_preview_grows_with_rank(home):
     assert metric(home, "P / D") == pytest.approx(2.0, abs=1e-4)
 
 
-def test_home_links_to_the_explorer(home):
+def test_home_links_to_the_explorers(home):
     links = home.get("page_link")
-    assert [link.proto.label for link in links] == ["Deep-linear explorer"]
-    assert links[0].proto.page == "Deep_linear_explorer"
+    assert [link.proto.label for link in links] == ["Deep-linear explorer", "ReLU networks"]
+    assert [link.proto.page for link in links] == ["Deep_linear_explorer", "ReLU_networks"]
