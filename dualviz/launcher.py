@@ -22,6 +22,8 @@ import sys
 
 from .worker import execute, warm_up
 
+JOB_NICENESS = 10
+
 
 def _send(message: dict) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
@@ -37,6 +39,8 @@ def _start_child(command: dict) -> int:
     try:
         os.dup2(2, 1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # Jobs yield the CPU to the server, so pages stay responsive while every core trains.
+        os.nice(JOB_NICENESS)
         execute(command["hash"], command["query"], command["data_dir"])
         code = 0
     finally:

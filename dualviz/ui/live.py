@@ -10,7 +10,7 @@ import streamlit as st
 from ..jobs import JobManager, JobView
 from ..primal import Snapshot
 
-POLL_SECONDS = 0.25  # the live view redraws at least 4 times a second while a job runs
+POLL_SECONDS = 0.25  # the live view polls the store 4 times a second while a job runs
 _SNAPSHOTS = "_dualviz_snapshots"
 
 
