@@ -24,7 +24,8 @@ st.markdown(
 st.subheader("Instant preview: the closed forms")
 st.caption(
     "Interpolation of a target W* with the rescaled regularization, beta = t = 1. "
-    "Standard primal P = ||W*||_S(2/L), dual D = ||W*||_* (which the parallel net attains). "
+    "Standard primal `P = ||W*||_S(2/L)`, dual `D = ||W*||_*` (which the parallel net "
+    "attains). "
     "These are formulas evaluated instantly; the solver pages train the networks for real."
 )
 left, right = st.columns([1, 2])
@@ -47,10 +48,11 @@ with right:
         st.success("Zero gap: L = 2 or a rank-one target.")
 
 st.subheader("Explore")
-st.page_link("pages/1_Deep_linear_explorer.py", label="Deep-linear explorer", icon="📉",
+st.page_link("pages/1_Deep_linear_explorer.py", label="Deep-linear explorer",
+             icon=":material/show_chart:",
              help="Choose depth, width, data rank and spectrum, regularization; watch training "
                   "approach (or miss) the dual bound, with live spectra, standard vs parallel.")
-st.page_link("pages/2_ReLU_networks.py", label="ReLU networks", icon="📈",
+st.page_link("pages/2_ReLU_networks.py", label="ReLU networks", icon=":material/hub:",
              help="The two-layer convex program (exact over all activation patterns), rank-one "
                   "three-layer duality and its sign condition, deep parallel vs standard nets.")
 st.markdown(

@@ -50,29 +50,31 @@ def _sigma_list(sigma: Sequence[float], power: str = "") -> str:
 
 def formula_latex(exp: Experiment, sigma: Sequence[float] | None,
                   primal: float | None, dual: float | None) -> str | None:
-    """The closed form of this architecture's optimal value (interpolation), numbers included;
-    None where DESIGN §3 gives no closed form."""
+    """The closed form of this architecture's optimal value (interpolation), numbers included,
+    on two aligned lines (formula, then numbers) so it fits half a projected screen; None where
+    DESIGN §3 gives no closed form."""
     if exp.objective != "interpolation" or exp.activation != "linear" or not sigma:
         return None
     L, beta = exp.depth, exp.beta
-    p = f"{2}/{L}"
+    powers = _sigma_list(sigma, "^{" + f"2/{L}" + "}")
     if exp.regularization == "weight-decay":
+        numbers = f"\\tfrac{{{L} \\cdot {beta:g}}}{{2}} ({powers}) = {_num(primal)}"
         if exp.arch == "standard":
-            return (f"P = \\tfrac{{L\\beta}}{{2}} \\sum_i \\sigma_i^{{2/L}} = "
-                    f"\\tfrac{{{L} \\cdot {beta:g}}}{{2}} ({_sigma_list(sigma, '^{' + p + '}')}) "
-                    f"= {_num(primal)}")
-        return (f"P_{{\\text{{parallel}}}} = P_{{\\text{{standard}}}} = "
-                f"\\tfrac{{{L} \\cdot {beta:g}}}{{2}} ({_sigma_list(sigma, '^{' + p + '}')}) "
-                f"= {_num(primal)} \\;>\\; D = \\tfrac{{L\\beta}}{{2}}\\|W^*\\|_*^{{2/L}} "
-                f"= {_num(dual)}")
+            return _two_lines("P", "\\tfrac{L\\beta}{2} \\sum_i \\sigma_i^{2/L}", numbers)
+        return _two_lines("P_{\\text{parallel}}",
+                          f"P_{{\\text{{standard}}}} \\;>\\; D = {_num(dual)}", numbers)
     scale = (f"{beta:g} \\cdot {exp.t:g}^{{-{L - 2}}}" if exp.regularization == "rescaled"
              else f"{beta:g}")
     symbol = "\\beta t^{-(L-2)}" if exp.regularization == "rescaled" else "\\beta"
     if exp.arch == "parallel":
-        return (f"P_{{\\text{{parallel}}}} = D = {symbol} \\|W^*\\|_* = {scale} "
-                f"({_sigma_list(sigma)}) = {_num(dual)}")
-    return (f"P = {symbol} \\|W^*\\|_{{S_{{2/L}}}} = {scale} "
-            f"({_sigma_list(sigma, '^{' + p + '}')})^{{{L}/2}} = {_num(primal)}")
+        return _two_lines("P_{\\text{parallel}} = D", f"{symbol} \\|W^*\\|_*",
+                          f"{scale} ({_sigma_list(sigma)}) = {_num(dual)}")
+    return _two_lines("P", f"{symbol} \\|W^*\\|_{{S_{{2/L}}}}",
+                      f"{scale} ({powers})^{{{L}/2}} = {_num(primal)}")
+
+
+def _two_lines(left: str, formula: str, numbers: str) -> str:
+    return f"\\begin{{aligned}} {left} &= {formula} \\\\ &= {numbers} \\end{{aligned}}"
 
 
 def _num(value: float | None) -> str:
