@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 # Bump when a change of code changes what a stored result means: old hashes stop matching.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SYNTHETIC = "synthetic"
 RELU_MAX_DEPTH = 6
@@ -154,6 +154,11 @@ class Experiment:
         1.0, "float", "solver", "Learning rate",
         "L-BFGS: initial step (1 is standard); Adam: step size (about 0.01).",
         low=1e-5, high=10.0, log=True)
+    relu_solver: str = _knob(
+        "working-set", "choice", "solver", "ReLU convex solver",
+        "Two-layer ReLU nets: working-set solves the convex program by column generation and "
+        "certifies it with a dual bound (fast); cvxpy solves it over all patterns at once "
+        "with CVXPY + Clarabel (a cross-check, slower).", choices=("working-set", "cvxpy"))
 
     def __post_init__(self) -> None:
         clean, notes = _normalize({k.name: getattr(self, k.name) for k in KNOBS})
@@ -319,6 +324,11 @@ def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     if values["activation"] == "relu":
         lower("depth", RELU_MAX_DEPTH, f"{RELU_MAX_DEPTH} for ReLU networks")
+    elif values["relu_solver"] != KNOBS_BY_NAME["relu_solver"].default:
+        # no effect on linear runs: one hash for one computation
+        default = KNOBS_BY_NAME["relu_solver"].default
+        notes.append(f"relu-solver: applies to ReLU networks only; using {default}")
+        values["relu_solver"] = default
     if values["dataset"] != "low-rank":
         return values, notes  # the rank and whitening knobs shape only the low-rank data
     if values["whiten"]:

@@ -38,6 +38,10 @@ class DualResult:
     seconds: float
     t_star: float | None = None  # the optimizing t, for the weight-decay bound
     notes: list[str] = field(default_factory=list)
+    # A certified bracket lower <= optimum <= upper, where the solver provides one
+    lower: float | None = None
+    upper: float | None = None
+    certified: bool | None = None
 
 
 def _solve(problem: cp.Problem, solver: str) -> tuple[float | None, str]:

@@ -43,6 +43,22 @@ def gap_verdict(primal: float | None, dual: float | None, closed_primal: float |
     return verdict
 
 
+def certificate_sentence(certificate: dict | None) -> str:
+    """What the convex solver proved, in one sentence: "certified optimal to X" with the
+    bracket, or the bracket alone when the certificate is not tight; never a bare number."""
+    if not certificate:
+        return "no certificate: the convex solver returned no solution"
+    lower, upper = certificate["lower"], certificate["upper"]
+    relative = certificate["relative_gap"]
+    bracket = f"the optimum lies in [{lower:.10g}, {upper:.10g}]"
+    residual = certificate.get("residual") or 0.0
+    fit = f"; the network fits y to a relative residual of {residual:.1e}" if residual else ""
+    if certificate["certified"]:
+        return f"certified optimal to {relative:.1e} (relative): {bracket}{fit}"
+    return (f"not certified to the tolerance: {bracket} (relative gap {relative:.1e}){fit}; "
+            "the solver stopped early")
+
+
 def _sigma_list(sigma: Sequence[float], power: str = "") -> str:
     shown = [f"{s:.4g}{power}" for s in sigma[:4]]
     return " + ".join(shown) + (" + \\cdots" if len(sigma) > 4 else "")

@@ -71,6 +71,7 @@ class ReluConvexResult:
     W: np.ndarray | None  # d x P, columns w_i
     neurons: Network | None  # the network rebuilt from V and W
     active_neurons: int  # neurons.width (0 without a solution)
+    lam: np.ndarray | None = None  # the dual variable of the prediction (a certificate's input)
 
 
 def result_label(complete: bool, patterns: int) -> str:
@@ -125,7 +126,7 @@ def _check_scalars(beta: float, objective: str, tol: float) -> None:
 # -- the convex program ----------------------------------------------------------------------
 
 def convex_problem(X: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray,
-                   objective: str) -> tuple[cp.Problem, cp.Variable, cp.Variable]:
+                   objective: str) -> tuple[cp.Problem, cp.Variable, cp.Variable, cp.Expression]:
     """The program of the module docstring, vectorised over the patterns.
 
     With M = masks^T (N x P), column i of M * (X V) is D_i X v_i, so the prediction is
@@ -139,8 +140,9 @@ def convex_problem(X: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray,
     penalty = beta * (cp.sum(cp.norm(V, 2, axis=0)) + cp.sum(cp.norm(W, 2, axis=0)))
     cones = [cp.multiply(signs, X @ V) >= 0, cp.multiply(signs, X @ W) >= 0]
     if objective == "interpolation":
-        return cp.Problem(cp.Minimize(penalty), [*cones, prediction == y]), V, W
-    return cp.Problem(cp.Minimize(0.5 * cp.sum_squares(prediction - y) + penalty), cones), V, W
+        return cp.Problem(cp.Minimize(penalty), [*cones, prediction == y]), V, W, prediction
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(prediction - y) + penalty), cones)
+    return problem, V, W, prediction
 
 
 def two_layer_convex(X, y, beta: float, masks, *, objective: str = "squared", complete: bool,
@@ -155,15 +157,21 @@ def two_layer_convex(X, y, beta: float, masks, *, objective: str = "squared", co
     masks = _check_masks(masks, X.shape[0])
     _check_scalars(beta, objective, tol)
     started = time.perf_counter()
-    problem, V, W = convex_problem(X, y, float(beta), masks, objective)
+    problem, V, W, prediction = convex_problem(X, y, float(beta), masks, objective)
     value, status = _solve(problem, solver)
     seconds = time.perf_counter() - started
     label = result_label(complete, masks.shape[0])
     if value is None or V.value is None or W.value is None:
         return ReluConvexResult(None, status, seconds, complete, label, None, None, None, 0)
     net = rebuild(V.value, W.value, tol)
+    # lambda = y - prediction at the optimum (squared); for interpolation it is the multiplier
+    # of prediction == y, whose sign CVXPY reports for the constraint written as such.
+    if objective == "interpolation":
+        lam = -np.asarray(problem.constraints[-1].dual_value, dtype=float)
+    else:
+        lam = y - np.asarray(prediction.value, dtype=float)
     return ReluConvexResult(value, status, seconds, complete, label, np.array(V.value),
-                            np.array(W.value), net, net.width)
+                            np.array(W.value), net, net.width, lam)
 
 
 # -- networks --------------------------------------------------------------------------------

@@ -103,14 +103,15 @@ def bounds_json(closed: ClosedForm, dual: DualResult, target: list[float],
 def run(exp: Experiment, uploaded: Dataset | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
         notes: list[str] | None = None,
-        on_bounds: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-    """Closed form (instant), then the dual or convex program by CVXPY (reported to
-    on_bounds), then training (each snapshot reported to on_snapshot)."""
+        on_bounds: Callable[[dict[str, Any]], None] | None = None,
+        warm_start: Callable[[str], list | None] | None = None) -> RunResult:
+    """Closed form (instant), then the dual or convex program (reported to on_bounds), then
+    training (each snapshot reported to on_snapshot). warm_start: see relu.relu_bounds."""
     dataset = dataset_for(exp, uploaded)
     X, Y = dataset.X, dataset.Y
     inputs, probe, relu_details = X, None, None
     if exp.activation == "relu":
-        bounds = relu_bounds(exp, X, Y)
+        bounds = relu_bounds(exp, X, Y, warm_start)
         closed, dual, relu_details = bounds.closed, bounds.dual, bounds.details
         inputs = network_inputs(exp, X)
         grid, _ = probe_points(X)

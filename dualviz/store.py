@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS datasets (
     arrays BLOB NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS warm_starts (
+    digest TEXT PRIMARY KEY,
+    columns TEXT NOT NULL,
+    updated REAL NOT NULL
+);
 """
 
 
@@ -203,6 +208,19 @@ class Store:
             return None
         with np.load(io.BytesIO(row[1]), allow_pickle=False) as arrays:
             return validate_arrays(arrays["X"], arrays["Y"], row[0])
+
+    # -- warm starts of the two-layer ReLU solver -----------------------------------------------
+    @_locked
+    def save_warm_start(self, digest: str, columns: list) -> None:
+        """The active columns of the latest solve on the data named `digest` (replaced)."""
+        self._db.execute("INSERT OR REPLACE INTO warm_starts (digest, columns, updated) "
+                         "VALUES (?, ?, ?)", (digest, json.dumps(columns), time.time()))
+
+    @_locked
+    def warm_start(self, digest: str) -> list | None:
+        row = self._db.execute("SELECT columns FROM warm_starts WHERE digest = ?",
+                               (digest,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     # -- helpers ------------------------------------------------------------------------------
     def _transaction(self):

@@ -42,8 +42,14 @@ def execute(job_hash: str, query: str, data_dir: str) -> None:
     try:
         exp, _ = Experiment.from_query(query)
         uploaded = None if exp.uses_synthetic_data else store.load_dataset(exp.data)
-        result = run(exp, uploaded, on_snapshot,
-                     on_bounds=lambda bounds: store.set_bounds(job_hash, bounds))
+        def on_bounds(bounds: dict) -> None:
+            store.set_bounds(job_hash, bounds)
+            solver = (bounds.get("relu") or {}).get("solver") or {}
+            if solver.get("columns"):  # the next solve on this data (a slider moved) starts here
+                store.save_warm_start(bounds["relu"]["inputs_digest"], solver["columns"])
+
+        result = run(exp, uploaded, on_snapshot, on_bounds=on_bounds,
+                     warm_start=store.warm_start)
         store.append_snapshots(job_hash, buffer)
         store.finish(job_hash, "done", result=result.to_json())
     except Exception as exc:  # a failed job is stored with its message; the pool goes on

@@ -14,7 +14,8 @@ st.caption("Training (PyTorch) against the dual (CVXPY + Clarabel) and the close
 
 LINEAR_ONLY = {"activation": "linear", "dataset": "low-rank"}
 exp, notes = state.experiment_controls(
-    {k.name for k in KNOBS} - {"data", "regression_target", "rank_one_target", *LINEAR_ONLY},
+    {k.name for k in KNOBS} - {"data", "regression_target", "rank_one_target", "relu_solver",
+                               *LINEAR_ONLY},
     fixed=LINEAR_ONLY)
 for note in notes:
     st.warning(f"Adjusted: {note}")

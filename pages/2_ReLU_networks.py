@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dualviz import plots
+from dualviz import explain, plots
 from dualviz.config import KNOBS
 from dualviz.runner import dataset_for
 from dualviz.ui import explorer, state
@@ -47,8 +47,11 @@ def figures(exp, now, snaps, twin, twin_snaps, uploaded):
                             key="layer_figure", config={"displaylogo": False})
     patterns = relu.get("patterns")
     if patterns:
-        st.info(f"{patterns['message']} The convex solution uses {relu['active_neurons']} "
-                f"neurons. Value: {relu['convex_label']}.")
+        solver = relu.get("solver") or {}
+        st.info(f"{patterns['message']} Convex program ({relu['convex_label']}), solved by "
+                f"{solver.get('method', 'n/a')} in {solver.get('seconds', 0):.2f} s: "
+                f"{explain.certificate_sentence(relu.get('certificate'))}. The network rebuilt "
+                f"from it has {relu['active_neurons']} neurons.")
     if relu.get("rank_one"):
         st.markdown("**Why (rank-one data).** " + relu["rank_one"]["explanation"])
     if exp.depth >= 3 and not relu.get("rank_one"):

@@ -33,9 +33,11 @@ def test_two_layer_relu_training_reaches_the_exact_convex_optimum():
     result = run(TWO_LAYER)
     relu = result.relu
     assert relu["patterns"]["complete"] and relu["patterns"]["count"] == 2 * 20 - 1
-    assert result.dual.status == "optimal" and "exact" in result.dual.method
+    assert result.dual.status == "certified" and "exact" in result.dual.method
+    assert result.dual.certified and result.dual.lower <= result.dual.upper
+    assert (result.dual.upper - result.dual.lower) <= 1e-8 * result.dual.upper
     assert result.closed.primal == result.dual.value  # the convex value is the optimum
-    assert result.primal.value >= result.dual.value - 1e-8  # a lower bound on training
+    assert result.primal.value >= result.dual.lower  # a lower bound on training
     assert result.relative_gap < 1e-4  # and 50 neurons reach it
     assert 1 <= relu["active_neurons"] <= 50
     fit = relu["fit"]
