@@ -50,7 +50,7 @@ def certificate_sentence(certificate: dict | None) -> str:
         return "no certificate: the convex solver returned no solution"
     lower, upper = certificate["lower"], certificate["upper"]
     relative = certificate["relative_gap"]
-    bracket = f"the optimum lies in [{lower:.10g}, {upper:.10g}]"
+    bracket = f"the optimum lies in [{lower:.12g}, {upper:.12g}]"
     residual = certificate.get("residual") or 0.0
     fit = f"; the network fits y to a relative residual of {residual:.1e}" if residual else ""
     if certificate["certified"]:

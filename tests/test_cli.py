@@ -400,3 +400,21 @@ def test_out_of_range_values_are_clamped_with_a_note(capsys) -> None:
     assert result["experiment"]["hash"] == Experiment(depth=10, beta=1000.0, iterations=5,
                                                       restarts=1).hash
     assert [f"note: {n}" for n in result["notes"]] == lines
+
+
+def test_relu_solver_option_cross_checks_the_working_set_with_cvxpy(capsys) -> None:
+    args = ["--activation", "relu", "--depth", "2", "--dataset", "regression",
+            "--d", "2", "--n", "20", "--beta", "0.2", "--objective", "squared",
+            "--iterations", "5", "--restarts", "1"]
+    fast, _ = run_json(capsys, *args)
+    cross, _ = run_json(capsys, *args, "--relu-solver", "cvxpy")
+    assert fast["experiment"]["relu_solver"] == "working-set"
+    assert "working set" in fast["dual"]["method"] and "CVXPY" in cross["dual"]["method"]
+    for result in (fast, cross):
+        dual = result["dual"]
+        assert dual["certified"] is True and dual["lower"] <= dual["upper"]
+        assert result["relu"]["certificate"]["relative_gap"] <= 1e-8
+    assert fast["dual"]["value"] == pytest.approx(cross["dual"]["value"], rel=1e-8)
+    assert fast["experiment"]["hash"] != cross["experiment"]["hash"]
+    code, _, err = run_main(capsys, *args, "--relu-solver", "scs")
+    assert code == 2 and len(err.strip().splitlines()) == 1

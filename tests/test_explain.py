@@ -2,6 +2,7 @@
 
 import pytest
 
+from dualviz import explain
 from dualviz.config import Experiment
 from dualviz.explain import formula_latex, gap_verdict
 
@@ -50,3 +51,16 @@ def test_formula_plugs_in_the_numbers(arch, regularization, expected):
 def test_no_formula_without_a_closed_form():
     assert formula_latex(Experiment(objective="squared"), HA_SIGMA, 1.0, 1.0) is None
     assert formula_latex(Experiment(), None, 1.0, 1.0) is None
+
+
+def test_certificate_sentence_gives_the_bracket_and_says_whether_it_is_certified():
+    cert = {"lower": 1.0, "upper": 1.0 + 1e-10, "relative_gap": 1e-10, "certified": True,
+            "residual": 0.0}
+    text = explain.certificate_sentence(cert)
+    assert text.startswith("certified optimal to 1.0e-10") and "[1, 1.0000000001]" in text
+    loose = {**cert, "upper": 1.5, "relative_gap": 1 / 3, "certified": False}
+    text = explain.certificate_sentence(loose)
+    assert text.startswith("not certified") and "[1, 1.5]" in text and "3.3e-01" in text
+    fitted = {**cert, "residual": 2e-9}
+    assert "relative residual of 2.0e-09" in explain.certificate_sentence(fitted)
+    assert explain.certificate_sentence(None).startswith("no certificate")

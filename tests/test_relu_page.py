@@ -15,11 +15,19 @@ def test_first_visit_shows_the_exact_two_layer_optimum_and_the_fitted_functions(
     assert at.query_params["activation"] == "relu" and at.query_params["depth"] == "2"
     info = " ".join(i.value for i in at.info)
     assert "39 activation patterns, complete" in info and "neurons" in info
+    assert "working set" in info and "certified optimal to" in info  # never a bare number
     optimum = metric(at, "Theory P*")
     assert metric(at, "D (convex") == pytest.approx(optimum, abs=1e-6)
     assert metric(at, "P (trained)") == pytest.approx(optimum, rel=1e-3)
     assert len(at.get("plotly_chart")) == 2  # objective and fitted functions
     assert all("zero duality gap" in s.value for s in at.success) and len(at.success) == 2
+
+
+def test_the_cvxpy_cross_check_shows_its_certificate_too():
+    at = run_until_done(open_page(PAGE, "iterations=200&restarts=1&relu-solver=cvxpy"))
+    info = " ".join(i.value for i in at.info)
+    assert "CVXPY/CLARABEL" in info and "certified optimal to" in info
+    assert at.query_params["relu-solver"] == "cvxpy"
 
 
 def test_rank_one_mode_explains_the_sign_condition_next_to_the_numbers():
