@@ -1,4 +1,5 @@
-"""Command line: ``python -m dualviz solve [options] [--json]``.
+"""Command line: ``python -m dualviz solve [options] [--json]`` and
+``python -m dualviz sweep [options] --vary FIELD=v1,v2 [--vary ...] [--seeds S] [--json]``.
 
 Every option comes from the Experiment's knob table (``--target-rank`` is the URL key
 ``target-rank``), so ``--query`` with a page's query string computes the same experiment.
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from .config import KNOBS, KNOBS_BY_NAME, ConfigError, Experiment
 from .data import DataError, Dataset, load_file
 from .runner import RunResult, run
+from .store import Store
+from .sweep import SCHEDULER_ENV, Sweep, executor_for, parse_vary, rows, run_sweep
 
 
 class UsageError(Exception):
@@ -38,15 +43,10 @@ def _number(text: str) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m dualviz", description="dualviz: duality gaps of deep nets")
-    commands = parser.add_subparsers(dest="command", required=True)
-    solve = commands.add_parser("solve", help="run one experiment", description=(
-        "Train the network, solve the dual and evaluate the closed forms of one experiment."))
-    solve.error = parser.error  # type: ignore[method-assign]
-    solve.add_argument("--query", default="", help="a page URL's query string (same keys)")
-    solve.add_argument("--data", metavar="FILE", help="an .npz (arrays X, Y) or .csv data file")
-    solve.add_argument("--json", action="store_true", help="print one JSON object")
+def _experiment_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--query", default="", help="a page URL's query string (same keys)")
+    command.add_argument("--data", metavar="FILE", help="an .npz (arrays X, Y) or .csv file")
+    command.add_argument("--json", action="store_true", help="print JSON")
     for knob in KNOBS:
         if knob.name == "data":
             continue  # set by --data from the file's digest
@@ -57,7 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["choices"] = knob.choices
         elif knob.kind in ("int", "float"):
             kwargs["type"] = _number  # a typo is an error; a number out of range is clamped
-        solve.add_argument(f"--{knob.key}", **kwargs)
+        command.add_argument(f"--{knob.key}", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m dualviz", description="dualviz: duality gaps of deep nets")
+    commands = parser.add_subparsers(dest="command", required=True)
+    solve = commands.add_parser("solve", help="run one experiment", description=(
+        "Train the network, solve the dual and evaluate the closed forms of one experiment."))
+    sweep = commands.add_parser("sweep", help="run a grid of experiments", description=(
+        "Every point of the grid is solved like `solve` and stored as it completes; points "
+        "already stored are not recomputed (a stopped sweep resumes)."))
+    for command in (solve, sweep):
+        command.error = parser.error  # type: ignore[method-assign]
+        _experiment_options(command)
+    sweep.add_argument("--vary", action="append", default=[], metavar="FIELD=v1,v2,...",
+                       help="a field and its values (repeat for a grid)")
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per point (seed, seed+1, ..)")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="local worker processes (default: the number of cores)")
+    sweep.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help=f"a Dask scheduler (default ${SCHEDULER_ENV}; unset: local pool)")
     return parser
 
 
@@ -104,15 +124,70 @@ def summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _progress_bar(stream) -> Callable:
+    def show(coords, exp, result, progress) -> None:
+        width = 30
+        filled = int(width * progress.done / max(progress.total, 1))
+        eta = progress.eta_seconds
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/"
+                     f"{progress.total}" + (f"  ETA {eta:.0f} s" if eta is not None else "")
+                     + (f"  {progress.failed} failed" if progress.failed else ""))
+        stream.flush()
+    return show
+
+
+def run_sweep_command(args: argparse.Namespace, exp: Experiment,
+                      uploaded: Dataset | None) -> int:
+    if not args.vary:
+        raise UsageError("sweep needs at least one --vary FIELD=v1,v2,...")
+    vary = []
+    for text in args.vary:
+        name, values, notes = parse_vary(text)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        vary.append((name, values))
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise UsageError("--workers must be in [1, 64]")
+    spec = Sweep(exp, tuple(vary), args.seeds)
+    store = Store()
+    if uploaded is not None:
+        store.save_dataset(uploaded)
+    executor, close = executor_for(args.workers, args.scheduler)
+    show = _progress_bar(sys.stderr) if sys.stderr.isatty() else None
+    store.sweep_started(spec.key, spec.to_json(), os.getpid())
+    try:
+        points = run_sweep(spec, store, executor, uploaded, on_result=show,
+                           max_pending=2 * (args.workers or os.cpu_count() or 1))
+    finally:
+        close()
+        store.sweep_finished(spec.key)
+        store.close()
+    if show:
+        sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps([result for _, _, result in points], indent=1))
+    else:
+        for row in rows(points):
+            print("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in row.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         exp, uploaded, notes = experiment_from_args(args)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+        if args.command == "sweep":
+            return run_sweep_command(args, exp, uploaded)
         result = run(exp, uploaded, notes=notes)
     except (UsageError, ConfigError, DataError) as exc:
         print(f"dualviz: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a Dask scheduler that cannot be reached
+        print(f"dualviz: error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+              file=sys.stderr)
         return 2
     print(json.dumps(result.to_json(), indent=2) if args.json else summary(result))
     return 0

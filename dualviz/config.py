@@ -250,7 +250,7 @@ def _format(knob: Knob, value: Any) -> str:
     return repr(value) if knob.kind == "float" else str(value)
 
 
-def _parse(knob: Knob, value: Any) -> tuple[Any, str | None]:
+def parse_knob(knob: Knob, value: Any) -> tuple[Any, str | None]:
     """One raw value -> (clean value, note or None). Never raises."""
     shown = _short(value)
     if knob.kind == "choice":
@@ -310,7 +310,7 @@ def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     notes: list[str] = []
     for knob in KNOBS:
         if knob.name in raw:
-            value, note = _parse(knob, raw[knob.name])
+            value, note = parse_knob(knob, raw[knob.name])
             if note:
                 notes.append(note)
         else:

@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS datasets (
     arrays BLOB NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sweeps (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    pid INTEGER,
+    status TEXT NOT NULL,
+    updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS warm_starts (
     digest TEXT PRIMARY KEY,
     columns TEXT NOT NULL,
@@ -208,6 +215,24 @@ class Store:
             return None
         with np.load(io.BytesIO(row[1]), allow_pickle=False) as arrays:
             return validate_arrays(arrays["X"], arrays["Y"], row[0])
+
+    # -- sweeps (the points themselves are jobs, keyed by their experiments' hashes) ----------
+    @_locked
+    def sweep_started(self, key: str, spec: dict, pid: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO sweeps (key, spec, pid, status, updated) "
+                         "VALUES (?, ?, ?, 'running', ?)", (key, json.dumps(spec), pid,
+                                                            time.time()))
+
+    @_locked
+    def sweep_finished(self, key: str) -> None:
+        self._db.execute("UPDATE sweeps SET status = 'finished', pid = NULL, updated = ? "
+                         "WHERE key = ?", (time.time(), key))
+
+    @_locked
+    def sweep_status(self, key: str) -> tuple[str, int | None] | None:
+        """(status, pid) of a sweep's driver, or None if it never ran."""
+        row = self._db.execute("SELECT status, pid FROM sweeps WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (row[0], row[1])
 
     # -- warm starts of the two-layer ReLU solver -----------------------------------------------
     @_locked

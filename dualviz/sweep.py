@@ -1,0 +1,257 @@
+"""Sweeps: a grid of experiments times seeds, each point solved by exactly a single run's code.
+
+A :class:`Sweep` is a base Experiment, the fields to vary with their values, and a number of
+seeds (seed = base.seed + i). Every point is an Experiment (clamped like any link), keyed by its
+hash. :func:`run_sweep` looks each point up in the store first, so a sweep that stopped (closed
+tab, killed server, crash) resumes where it was: stored points are never recomputed. The
+others go to any ``concurrent.futures.Executor``: a local process pool by default, or a Dask
+cluster's ``Client.get_executor()`` when DUALVIZ_DASK_SCHEDULER names a scheduler. Workers only
+need the package; results come back to this process, which stores each as it completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import KNOBS_BY_KEY, KNOBS_BY_NAME, ConfigError, Experiment, parse_knob
+from .data import Dataset
+from .store import Store
+
+SCHEDULER_ENV = "DUALVIZ_DASK_SCHEDULER"
+# What a sweep may vary (the seed is varied by `seeds`)
+SWEEPABLE = ("depth", "target_rank", "x_rank", "beta", "width", "branches", "arch",
+             "regularization", "t", "n", "d", "objective", "activation", "relu_solver")
+MAX_POINTS = 2000
+MAX_SEEDS = 20
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """base x product(vary values) x seeds; vary is ((field, (value, ...)), ...)."""
+
+    base: Experiment
+    vary: tuple[tuple[str, tuple[Any, ...]], ...]
+    seeds: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.seeds <= MAX_SEEDS:
+            raise ConfigError(f"seeds must be in [1, {MAX_SEEDS}], got {self.seeds}")
+        names = [name for name, _ in self.vary]
+        if len(set(names)) != len(names):
+            raise ConfigError("each field can be varied once")
+        for name, values in self.vary:
+            if name not in SWEEPABLE:
+                raise ConfigError(f"cannot vary {name!r}; choose from {', '.join(SWEEPABLE)}")
+            if not values:
+                raise ConfigError(f"no values given for {name}")
+        size = self.seeds
+        for _, values in self.vary:
+            size *= len(values)
+        if size > MAX_POINTS:
+            raise ConfigError(f"{size} points is over the cap of {MAX_POINTS}")
+
+    def points(self) -> list[tuple[dict[str, Any], Experiment]]:
+        """(the varied values plus the seed index, the clamped experiment) for every point.
+
+        A point whose values are clamped (e.g. target_rank above rank X) is kept with the
+        clamped experiment: the curve shows what was computed."""
+        names = [name for name, _ in self.vary]
+        out = []
+        for combo in itertools.product(*(values for _, values in self.vary)):
+            for i in range(self.seeds):
+                coords = dict(zip(names, combo, strict=True))
+                exp, _ = self.base.replace(**coords, seed=self.base.seed + i)
+                out.append(({**coords, "seed_index": i}, exp))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"base": self.base.to_query(), "vary": [[n, list(v)] for n, v in self.vary],
+                "seeds": self.seeds}
+
+    @property
+    def key(self) -> str:
+        """Names the sweep (its progress row in the store)."""
+        return hashlib.sha256(json.dumps(self.to_json()).encode()).hexdigest()[:16]
+
+
+def parse_vary(text: str) -> tuple[str, tuple[Any, ...], list[str]]:
+    """'depth=2,3,4' -> ('depth', (2, 3, 4), notes): each value parsed and clamped by the knob
+    table like a link's; an unreadable value is an error."""
+    name, sep, values = text.partition("=")
+    knob = KNOBS_BY_KEY.get(name.strip()) or KNOBS_BY_NAME.get(name.strip())
+    if not sep or knob is None:
+        raise ConfigError(f"--vary wants FIELD=v1,v2,...; got '{text[:40]}'")
+    if knob.name not in SWEEPABLE:
+        raise ConfigError(f"cannot vary {knob.key}; choose from "
+                          f"{', '.join(KNOBS_BY_NAME[n].key for n in SWEEPABLE)}")
+    parsed, notes = [], []
+    for raw in (v.strip() for v in values.split(",")):
+        if not raw:
+            continue
+        value, note = parse_knob(knob, raw)
+        if note and ("not a" in note or "not one of" in note):
+            raise ConfigError(f"--vary {note.split('; using')[0]}")
+        if note:
+            notes.append(note)
+        parsed.append(value)
+    if not parsed:
+        raise ConfigError(f"--vary {knob.key}: no values")
+    return knob.name, tuple(dict.fromkeys(parsed)), notes
+
+
+# -- one point, in a worker ---------------------------------------------------------------------
+
+def solve_point(query: str, uploaded: Dataset | None = None) -> dict[str, Any]:
+    """The result JSON of one experiment: exactly what a single run computes (runner.run)."""
+    import torch
+
+    from .runner import run
+
+    torch.set_num_threads(1)
+    exp, notes = Experiment.from_query(query)
+    return run(exp, uploaded, notes=notes).to_json()
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """Where a sweep stands: counts, timing, and the results so far by hash."""
+
+    total: int
+    done: int = 0
+    reused: int = 0  # found in the store, not recomputed
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    computed_seconds: float = 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        fresh = self.done - self.reused
+        if fresh <= 0:
+            return None
+        rate = (time.monotonic() - self.started) / fresh
+        return rate * (self.total - self.done)
+
+
+def local_executor(workers: int | None = None) -> Executor:
+    """A process pool; forkserver children start clean (no Streamlit, no page script)."""
+    workers = workers or os.cpu_count() or 1
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def dask_executor(address: str) -> tuple[Executor, Any]:
+    """(an Executor on the Dask scheduler at `address`, its Client to close afterwards)."""
+    from distributed import Client
+
+    client = Client(address, timeout=10)
+    return client.get_executor(pure=False), client
+
+
+def stored_result(store: Store, exp: Experiment) -> dict[str, Any] | None:
+    record = store.job(exp.hash)
+    return record.result if record is not None and record.status == "done" else None
+
+
+def run_sweep(sweep: Sweep, store: Store, executor: Executor,
+              uploaded: Dataset | None = None,
+              on_result: Callable[[dict[str, Any], Experiment, dict | None, Progress], None]
+              | None = None,
+              should_stop: Callable[[], bool] | None = None,
+              max_pending: int | None = None) -> list[tuple[dict, Experiment, dict | None]]:
+    """Solve every point not already stored, storing each result as it completes.
+
+    Returns (coords, experiment, result JSON or None if it failed) per point, in grid order.
+    on_result is called once per point (stored ones first). should_stop is polled between
+    completions: pending points are cancelled, finished ones are kept. At most max_pending
+    points are in flight (default: all), so a stop does not leave a long queue behind.
+    """
+    points = sweep.points()
+    progress = Progress(total=len(points))
+    results: dict[str, dict | None] = {}
+    todo: list[tuple[dict, Experiment]] = []
+    seen: set[str] = set()
+    for coords, exp in points:
+        if exp.hash in seen:
+            continue  # clamping made two grid points the same experiment
+        seen.add(exp.hash)
+        found = stored_result(store, exp)
+        if found is not None:
+            results[exp.hash] = found
+            progress.done += 1
+            progress.reused += 1
+            if on_result:
+                on_result(coords, exp, found, progress)
+        else:
+            todo.append((coords, exp))
+    progress.total = len(seen)
+    limit = max_pending or len(todo) or 1
+    pending: dict[Future, tuple[dict, Experiment]] = {}
+    queue = iter(todo)
+
+    def submit_more() -> None:
+        for coords, exp in itertools.islice(queue, max(0, limit - len(pending))):
+            store.create_job(exp.hash, exp.to_query())
+            pending[executor.submit(solve_point, exp.to_query(), uploaded)] = (coords, exp)
+
+    submit_more()
+    try:
+        while pending:
+            if should_stop is not None and should_stop():
+                break
+            finished, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                coords, exp = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # a failed point is stored as failed; the sweep goes on
+                    store.finish(exp.hash, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                    result = None
+                    progress.failed += 1
+                else:
+                    store.finish(exp.hash, "done", result=result)
+                results[exp.hash] = result
+                progress.done += 1
+                if on_result:
+                    on_result(coords, exp, result, progress)
+            submit_more()
+    finally:
+        for future, (_, exp) in pending.items():
+            future.cancel()
+            store.finish(exp.hash, "cancelled", error="the sweep was stopped")
+    return [(coords, exp, results.get(exp.hash)) for coords, exp in points
+            if exp.hash in results]
+
+
+def executor_for(workers: int | None = None, scheduler: str | None = None):
+    """(executor, closer): Dask when a scheduler address is given or set in the environment,
+    else a local process pool."""
+    address = scheduler or os.environ.get(SCHEDULER_ENV)
+    if address:
+        executor, client = dask_executor(address)
+        return executor, client.close
+    executor = local_executor(workers)
+    return executor, lambda: executor.shutdown(cancel_futures=True)
+
+
+def rows(points: Iterable[tuple[dict, Experiment, dict | None]]) -> list[dict[str, Any]]:
+    """One flat row per point for CSV: the varied values, P, D, the gaps, the hash."""
+    out = []
+    for coords, exp, result in points:
+        result = result or {}
+        out.append({**coords, "seed": exp.seed, "arch": exp.arch,
+                    "primal": (result.get("primal") or {}).get("value"),
+                    "dual": (result.get("dual") or {}).get("value"),
+                    "gap": result.get("gap"), "relative_gap": result.get("relative_gap"),
+                    "hash": exp.hash, "status": "done" if result else "failed"})
+    return out
