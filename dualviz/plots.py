@@ -202,3 +202,37 @@ def comparison_figure(curves: Sequence[tuple[str, Sequence[Snapshot]]],
               "yaxis": {"title": {"text": "objective (an upper bound on each optimum)"},
                         "type": "log"}}
     return _figure(traces, layout, title, height=420)
+
+
+def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
+                      theory: Sequence[dict] = (), title: str = "") -> go.Figure:
+    """Top: P/D against x; bottom: P - D. One color per series value, solid for standard and
+    dotted for parallel nets; the band is min..max over seeds; theory curves dashed black."""
+    traces = []
+    values = sorted({str(c["series"]) for c in curves} | {str(c["series"]) for c in theory})
+    color = {v: COLORS[i % len(COLORS)] for i, v in enumerate(values)}
+    for curve in curves:
+        name = curve["arch"] + ("" if curve["series"] is None
+                                else f", {series_label} = {curve['series']}")
+        line = {"color": color[str(curve["series"])],
+                "dash": "solid" if curve["arch"] == "standard" else "dot", "width": 3}
+        for key, yaxis in (("ratio", "y"), ("gap", "y2")):
+            if len(curve["x"]) > 1 and max(curve["seeds"]) > 1:  # the band over seeds
+                traces.append({"type": "scatter", "mode": "lines", "x": curve["x"] +
+                               curve["x"][::-1], "y": curve[f"{key}_high"] +
+                               curve[f"{key}_low"][::-1], "fill": "toself", "opacity": 0.2,
+                               "line": {"width": 0, "color": line["color"]}, "yaxis": yaxis,
+                               "hoverinfo": "skip", "showlegend": False, "legendgroup": name})
+            traces.append({"type": "scatter", "mode": "lines+markers", "name": name,
+                           "legendgroup": name, "showlegend": key == "ratio", "x": curve["x"],
+                           "y": curve[key], "line": line, "marker": {"size": 9},
+                           "yaxis": yaxis})
+    for index, curve in enumerate(theory):
+        traces.append({"type": "scatter", "mode": "lines", "name": "theory: r^((L-2)/2), 1",
+                       "legendgroup": "theory", "showlegend": index == 0, "x": curve["x"],
+                       "y": curve["ratio"], "line": {"color": CLOSED_COLOR, "dash": "dash",
+                                                     "width": 1.5}, "yaxis": "y"})
+    layout = {"xaxis": {"title": {"text": x_label}, "anchor": "y2"},
+              "yaxis": {"title": {"text": "P / D"}, "domain": [0.45, 1.0]},
+              "yaxis2": {"title": {"text": "P - D"}, "domain": [0.0, 0.38]}}
+    return _figure(traces, layout, title, height=620)

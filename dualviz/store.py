@@ -234,6 +234,12 @@ class Store:
         row = self._db.execute("SELECT status, pid FROM sweeps WHERE key = ?", (key,)).fetchone()
         return None if row is None else (row[0], row[1])
 
+    @_locked
+    def sweep_started_at(self, key: str) -> float | None:
+        row = self._db.execute("SELECT updated FROM sweeps WHERE key = ? AND status = 'running'",
+                               (key,)).fetchone()
+        return None if row is None else row[0]
+
     # -- warm starts of the two-layer ReLU solver -----------------------------------------------
     @_locked
     def save_warm_start(self, digest: str, columns: list) -> None:

@@ -255,3 +255,124 @@ def rows(points: Iterable[tuple[dict, Experiment, dict | None]]) -> list[dict[st
                     "gap": result.get("gap"), "relative_gap": result.get("relative_gap"),
                     "hash": exp.hash, "status": "done" if result else "failed"})
     return out
+
+
+# -- the page's view of a sweep: settings in the URL, curves for the figure ---------------------
+
+AXES = ("depth", "target_rank", "x_rank", "beta", "width", "branches")
+SERIES = ("target_rank", "x_rank", "regularization", "beta", "none")
+AXIS_KEYS = tuple(KNOBS_BY_NAME[a].key for a in AXES)  # as in the URL
+SERIES_KEYS = tuple(KNOBS_BY_NAME[a].key if a != "none" else a for a in SERIES)
+DEFAULT_SETTINGS = {"x": "depth", "x-values": "2,3,4,5", "series": "target-rank",
+                    "series-values": "1,2,3", "seeds": "1"}
+
+
+def sweep_from_params(base: Experiment, params: dict[str, str]) -> tuple[Sweep, list[str]]:
+    """The gap-curve sweep of a page URL: x axis and values, series and values, seeds; both
+    architectures always. Bad values fall back to the defaults with a note, never raise."""
+    notes: list[str] = []
+
+    def choice(key: str, allowed: tuple[str, ...]) -> str:
+        value = str(params.get(key, DEFAULT_SETTINGS[key])).replace("-", "_")
+        if value not in allowed:
+            notes.append(f"{key}: '{value[:20]}' is not one of "
+                         f"{', '.join(a.replace('_', '-') for a in allowed)}; using "
+                         f"{DEFAULT_SETTINGS[key]}")
+            value = DEFAULT_SETTINGS[key].replace("-", "_")
+        return value
+
+    def values(key: str, name: str) -> tuple[Any, ...]:
+        text = str(params.get(key, DEFAULT_SETTINGS[key]))[:200]
+        try:
+            _, parsed, clamped = parse_vary(f"{name}={text}")
+        except ConfigError as exc:
+            notes.append(f"{key}: {exc}; using the defaults")
+            # the default values where the default axis is shown, else the base experiment's
+            default_axis = DEFAULT_SETTINGS[key.removesuffix("-values")].replace("-", "_")
+            fallback = DEFAULT_SETTINGS[key] if name == default_axis else str(getattr(base, name))
+            _, parsed, clamped = parse_vary(f"{name}={fallback}")
+        notes.extend(clamped)
+        return parsed[:12]
+
+    x = choice("x", AXES)
+    series = choice("series", SERIES)
+    if series == x:
+        notes.append(f"series: the x axis is already {x}; using none")
+        series = "none"
+    seeds_text = str(params.get("seeds", "1"))
+    try:
+        seeds = min(max(int(float(seeds_text)), 1), 5)
+    except (ValueError, OverflowError):
+        seeds = 1
+        notes.append(f"seeds: '{seeds_text[:20]}' is not a number; using 1")
+    vary = [(x, values("x-values", x))]
+    if series != "none":
+        vary.append((series, values("series-values", series)))
+    vary.append(("arch", ("standard", "parallel")))
+    return Sweep(base, tuple(vary), seeds), notes
+
+
+def sweep_params(sweep: Sweep) -> dict[str, str]:
+    """The URL keys of a gap-curve sweep (inverse of sweep_from_params)."""
+    named = dict(sweep.vary)
+    x, *rest = [n for n in named if n != "arch"]
+    out = {"x": KNOBS_BY_NAME[x].key, "x-values": ",".join(map(str, named[x])),
+           "seeds": str(sweep.seeds), "series": KNOBS_BY_NAME[rest[0]].key if rest else "none"}
+    if rest:
+        out["series-values"] = ",".join(map(str, named[rest[0]]))
+    return out
+
+
+def curves(points: Iterable[tuple[dict, Experiment, dict | None]], x: str,
+           series: str) -> list[dict[str, Any]]:
+    """Mean, min and max over seeds of P/D and P - D, per (arch, series value), against x.
+
+    Points without a feasible primal or a dual are left out (counted in `missing`)."""
+    groups: dict[tuple, dict[Any, list[tuple[float, float]]]] = {}
+    missing: dict[tuple, int] = {}
+    for coords, exp, result in points:
+        key = (exp.arch, coords.get(series) if series != "none" else None)
+        primal = ((result or {}).get("primal") or {}).get("value")
+        dual = ((result or {}).get("dual") or {}).get("value")
+        if primal is None or dual is None or dual == 0:
+            missing[key] = missing.get(key, 0) + 1
+            continue
+        groups.setdefault(key, {}).setdefault(coords[x], []).append((primal / dual,
+                                                                     primal - dual))
+    out = []
+    for (arch, value), by_x in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        xs = sorted(by_x)
+        ratios = [[r for r, _ in by_x[v]] for v in xs]
+        gaps = [[g for _, g in by_x[v]] for v in xs]
+        out.append({"arch": arch, "series": value, "x": xs,
+                    "ratio": [sum(r) / len(r) for r in ratios],
+                    "ratio_low": [min(r) for r in ratios], "ratio_high": [max(r) for r in ratios],
+                    "gap": [sum(g) / len(g) for g in gaps],
+                    "gap_low": [min(g) for g in gaps], "gap_high": [max(g) for g in gaps],
+                    "seeds": [len(r) for r in ratios],
+                    "missing": missing.get((arch, value), 0)})
+    return out
+
+
+def theory_curves(sweep: Sweep, x: str, series: str) -> list[dict[str, Any]]:
+    """P/D = r^{(L-2)/2} (standard) and 1 (parallel) where DESIGN gives it: deep linear nets,
+    interpolation, rescaled or L-th power regularization, equal singular values, the x axis
+    or the series being depth and target rank."""
+    from .theory import equal_spectrum_ratio
+
+    base = sweep.base
+    if not (base.activation == "linear" and base.objective == "interpolation"
+            and base.regularization in ("rescaled", "lth-power") and base.spectrum == "equal"
+            and base.dataset == "low-rank" and base.uses_synthetic_data):
+        return []
+    named = dict(sweep.vary)
+    out = []
+    for arch in ("standard", "parallel"):
+        for value in named.get(series, (None,)):
+            xs = list(named[x])
+            coords = [{x: v, **({series: value} if value is not None else {})} for v in xs]
+            exps = [base.replace(**c)[0] for c in coords]
+            out.append({"arch": arch, "series": value, "x": xs,
+                        "ratio": [equal_spectrum_ratio(e.target_rank, e.depth, arch)
+                                  for e in exps]})
+    return out

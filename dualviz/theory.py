@@ -496,3 +496,16 @@ def _rank_one_text(c, alpha, gamma, T, beta, dual, standard, theta) -> str:
                           f"{standard - dual:.4g} ({100 * (standard / dual - 1):.2f}% of D). "
                           "The gap closes only when alpha and gamma point the same way, one of "
                           "them is zero, or c has one sign.")
+
+
+def equal_spectrum_ratio(rank: int, depth: int, arch: str) -> float:
+    """P/D for interpolation with the rescaled (or L-th power) regularization when W* has r
+    equal singular values sigma (DESIGN §3, §6):
+
+        standard:  P / D = ||W*||_{S_{2/L}} / ||W*||_* = (r sigma^{2/L})^{L/2} / (r sigma)
+                         = r^{(L-2)/2}
+        parallel:  P / D = 1  (zero duality gap at every depth).
+    """
+    if rank < 1 or depth < 2:
+        raise ValueError(f"need rank >= 1 and depth >= 2, got {rank}, {depth}")
+    return 1.0 if arch == "parallel" else float(rank) ** ((depth - 2) / 2)

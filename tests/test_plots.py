@@ -53,3 +53,22 @@ def test_spectrum_figures_show_each_series_present():
     assert fig["data"][0]["y"] == [2.0, 1.0]  # numerically zero values are left out
     layers = layer_spectra_figure([[1.0, 0.5], [2.0]]).to_dict()
     assert [t["name"] for t in layers["data"]] == ["layer 1", "layer 2"]
+
+
+def test_gap_curves_figure_draws_each_curve_its_band_and_the_theory():
+    from dualviz.plots import gap_curves_figure
+
+    line = {"arch": "standard", "series": 2, "x": [2, 3], "ratio": [1.0, 1.4],
+            "ratio_low": [1.0, 1.3], "ratio_high": [1.0, 1.5], "gap": [0.0, 0.8],
+            "gap_low": [0.0, 0.7], "gap_high": [0.0, 0.9], "seeds": [2, 2], "missing": 0}
+    parallel = {**line, "arch": "parallel", "seeds": [1, 1]}
+    theory = [{"arch": "standard", "series": 2, "x": [2, 3], "ratio": [1.0, 2 ** 0.5]}]
+    fig = gap_curves_figure([line, parallel], "depth", "target rank", theory)
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert names == ["standard, target rank = 2", "parallel, target rank = 2",
+                     "theory: r^((L-2)/2), 1"]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 2  # ratio and gap bands, for the curve with 2 seeds only
+    dashes = {t.name: t.line.dash for t in fig.data if t.mode == "lines+markers"}
+    assert dashes == {"standard, target rank = 2": "solid", "parallel, target rank = 2": "dot"}
+    assert {t.yaxis for t in fig.data} == {"y", "y2"}

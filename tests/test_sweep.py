@@ -175,3 +175,45 @@ def test_cli_sweep_prints_the_solve_schema_for_every_point(tmp_path):
     assert all({"experiment", "primal", "dual", "gap", "relative_gap"} <= set(r)
                for r in results)
     assert "[" not in out.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_page_settings_round_trip_and_clamp():
+    from dualviz.sweep import sweep_from_params, sweep_params
+
+    sweep, notes = sweep_from_params(BASE, {"x": "depth", "x-values": "2,3,4", "series":
+                                            "target-rank", "series-values": "1,2", "seeds": "2"})
+    assert notes == []
+    assert dict(sweep.vary) == {"depth": (2, 3, 4), "target_rank": (1, 2),
+                                "arch": ("standard", "parallel")}
+    assert sweep_from_params(BASE, sweep_params(sweep))[0] == sweep
+    hostile, notes = sweep_from_params(BASE, {"x": "<script>", "x-values": "1e308,nan",
+                                              "series": "depth", "seeds": "99"})
+    assert dict(hostile.vary)["depth"] and hostile.seeds == 5 and len(notes) >= 2
+    assert all("\n" not in n for n in notes)
+
+
+def test_curves_and_theory_agree_with_the_closed_forms(store):
+    """Real solves: the closed-form P/D of every point equals the theory curve r^((L-2)/2)."""
+    from dualviz.sweep import curves, theory_curves
+
+    base = BASE.replace(objective="interpolation", regularization="rescaled", spectrum="equal",
+                        iterations=200, restarts=1)[0]
+    sweep = Sweep(base, (("depth", (2, 3, 4)), ("target_rank", (1, 2)),
+                         ("arch", ("standard", "parallel"))))
+    executor = local_executor(2)
+    try:
+        points = run_sweep(sweep, store, executor)
+    finally:
+        executor.shutdown()
+    theory = {(c["arch"], c["series"]): dict(zip(c["x"], c["ratio"], strict=True))
+              for c in theory_curves(sweep, "depth", "target_rank")}
+    for coords, exp, result in points:
+        closed = result["closed_form"]
+        expected = theory[(exp.arch, coords["target_rank"])][coords["depth"]]
+        assert closed["primal"] / closed["dual"] == pytest.approx(expected, rel=1e-9)
+    lines = curves(points, "depth", "target_rank")
+    assert {(c["arch"], c["series"]) for c in lines} <= set(theory)
+    for line in lines:
+        assert line["x"] == sorted(line["x"]) and all(s == 1 for s in line["seeds"])
+        assert all(lo <= m <= hi for lo, m, hi in zip(line["ratio_low"], line["ratio"],
+                                                      line["ratio_high"], strict=True))

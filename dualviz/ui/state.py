@@ -23,8 +23,10 @@ def _url_values() -> dict[str, str]:
     return st.query_params.to_dict()
 
 
-def _write_url(exp: Experiment) -> None:
-    st.query_params.from_dict(exp.to_params())
+def _write_url(exp: Experiment, keep: tuple[str, ...] = ()) -> None:
+    """The experiment's keys, plus the page's own keys in `keep` (e.g. a sweep's axes)."""
+    own = {k: v for k, v in _url_values().items() if k in keep}
+    st.query_params.from_dict({**own, **exp.to_params()})
 
 
 def _widget(knob: Knob) -> Any:
@@ -46,15 +48,17 @@ def _widget(knob: Knob) -> Any:
 
 def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
                         defaults: Mapping[str, Any] | None = None,
-                        ) -> tuple[Experiment, list[str]]:
+                        keep: tuple[str, ...] = ()) -> tuple[Experiment, list[str]]:
     """Sidebar controls for the knobs in `shown`; the URL is read first and written back.
 
     `fixed` pins knobs this page does not offer (e.g. activation on the linear page);
     `defaults` are this page's starting values where the URL says nothing. Returns the
-    experiment and notes on anything that was clamped or ignored.
+    experiment and notes on anything that was clamped or ignored. `keep`: URL keys the page
+    manages itself, left in the URL.
     """
     fixed = dict(fixed or {})
-    url_exp, notes = Experiment.from_values({**(defaults or {}), **_url_values(), **fixed})
+    url = {k: v for k, v in _url_values().items() if k not in keep}
+    url_exp, notes = Experiment.from_values({**(defaults or {}), **url, **fixed})
     notes = [n for n in notes if not n.startswith("ignored unknown setting")] + \
         st.session_state.pop(_NOTES, [])
     if st.session_state.get(_APPLIED) != url_exp.to_query():
@@ -71,8 +75,8 @@ def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
             for knob in knobs:
                 raw[knob.name] = _widget(knob)
     exp, clamp_notes = Experiment.from_values({**raw, **fixed})
-    if _url_values() != exp.to_params():
-        _write_url(exp)
+    if {k: v for k, v in _url_values().items() if k not in keep} != exp.to_params():
+        _write_url(exp, keep)
         if clamp_notes:
             # The widgets show the unclamped values: rerun so they are reseeded from the URL.
             st.session_state[_NOTES] = clamp_notes

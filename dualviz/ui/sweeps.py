@@ -1,0 +1,124 @@
+"""Sweeps from a page: the driver is the CLI (`python -m dualviz sweep`) in its own process
+group, so a local process pool never starts inside the Streamlit server; its points are
+stored like any job, which is all the page reads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from ..store import DATA_DIR_ENV
+from ..sweep import Sweep, stored_result
+from . import live
+
+
+def command(sweep: Sweep, scheduler: str | None) -> list[str]:
+    argv = [sys.executable, "-m", "dualviz", "sweep", "--query", sweep.base.to_query(),
+            "--seeds", str(sweep.seeds)]
+    for name, values in sweep.vary:
+        argv += ["--vary", f"{name}={','.join(map(str, values))}"]
+    if scheduler:
+        argv += ["--scheduler", scheduler]
+    return argv
+
+
+def start(sweep: Sweep, scheduler: str | None = None) -> None:
+    store = live.manager().store
+    env = {**os.environ, DATA_DIR_ENV: str(store.data_dir)}
+    subprocess.Popen(command(sweep, scheduler), env=env, start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # a zombie (our own exited child not yet reaped) is not running
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def running(sweep: Sweep) -> bool:
+    status = live.manager().store.sweep_status(sweep.key)
+    return status is not None and status[0] == "running" and _alive(status[1])
+
+
+def stop(sweep: Sweep) -> None:
+    status = live.manager().store.sweep_status(sweep.key)
+    if status is not None and _alive(status[1]):
+        os.killpg(status[1], signal.SIGTERM)  # the driver and its pool workers
+    live.manager().store.sweep_finished(sweep.key)
+
+
+def eta_seconds(sweep: Sweep, total: int, done: int) -> float | None:
+    """Remaining time at the rate of the points finished since the driver started."""
+    store = live.manager().store
+    status = store.sweep_status(sweep.key)
+    if status is None or status[0] != "running" or done >= total:
+        return None
+    started = store.sweep_started_at(sweep.key)
+    finished = [j.finished for _, e in sweep.points()
+                if (j := store.job(e.hash)) is not None and j.status == "done"
+                and j.finished is not None and started is not None and j.finished >= started]
+    if not finished:
+        return None
+    rate = (max(finished) - started) / len(finished)
+    return rate * (total - done)
+
+
+def results(sweep: Sweep) -> list:
+    """(coords, experiment, result) for every point stored so far, in grid order."""
+    store = live.manager().store
+    out = []
+    for coords, exp in sweep.points():
+        found = stored_result(store, exp)
+        if found is not None:
+            out.append((coords, exp, found))
+    return out
+
+
+SETTING_KEYS = ("x", "x-values", "series", "series-values", "seeds")
+
+
+def settings_controls(base) -> tuple[Sweep, list[str]]:
+    """Sidebar controls of the sweep's axes, kept in the URL next to the experiment's keys."""
+    import streamlit as st
+
+    from ..sweep import AXIS_KEYS, DEFAULT_SETTINGS, SERIES_KEYS, sweep_from_params, sweep_params
+
+    url = {k: v for k, v in st.query_params.to_dict().items() if k in SETTING_KEYS}
+    sweep, notes = sweep_from_params(base, {**DEFAULT_SETTINGS, **url})
+    current = sweep_params(sweep)
+    if st.session_state.get("_sweep_applied") != current:  # a link: the widgets follow it
+        for key in SETTING_KEYS:
+            st.session_state[f"sweep_{key}"] = current.get(key, DEFAULT_SETTINGS[key])
+        st.session_state["sweep_seeds"] = int(current["seeds"])
+    with st.sidebar.expander("Sweep", expanded=True):
+        chosen = {
+            "x": st.selectbox("x axis", AXIS_KEYS, key="sweep_x", help="Restarts the sweep."),
+            "x-values": st.text_input("x values", key="sweep_x-values",
+                                      help="Comma-separated; clamped like a link's values."),
+            "series": st.selectbox("one curve per", SERIES_KEYS, key="sweep_series"),
+            "series-values": st.text_input("series values", key="sweep_series-values"),
+            "seeds": str(st.slider("seeds per point", 1, 5, key="sweep_seeds",
+                                   help="Mean line and min-max band over the seeds.")),
+        }
+    sweep, more = sweep_from_params(base, chosen)
+    current = sweep_params(sweep)
+    st.session_state["_sweep_applied"] = current
+    if url != current:
+        for key in SETTING_KEYS:
+            if key in current:
+                st.query_params[key] = current[key]
+            elif key in st.query_params:
+                del st.query_params[key]
+    return sweep, notes + more

@@ -1,0 +1,78 @@
+"""Gap curves: P/D and P - D against depth, rank, beta or width, from real solves."""
+
+import json
+import os
+
+import streamlit as st
+
+from dualviz import plots
+from dualviz.config import KNOBS
+from dualviz.sweep import SCHEDULER_ENV, curves, rows, theory_curves
+from dualviz.ui import state, sweeps
+
+st.set_page_config(page_title="Gap curves · dualviz", layout="wide")
+st.title("Gap curves: where the duality gap opens")
+st.caption(
+    "Every point is a full run (training, dual, closed forms), stored as it completes: a "
+    "stopped sweep resumes where it was, and single runs of the same settings reuse it. "
+    "Solid lines: standard nets; dotted: parallel nets; dashed black: theory.")
+
+START = {"n": 12, "d": 6, "k": 4, "x_rank": 4, "iterations": 300, "restarts": 2}
+base, notes = state.experiment_controls(
+    {k.name for k in KNOBS} - {"data", "arch", "activation", "relu_solver", "dataset",
+                               "regression_target", "rank_one_target"},
+    fixed={"activation": "linear", "dataset": "low-rank"}, defaults=START,
+    keep=sweeps.SETTING_KEYS)
+sweep, sweep_notes = sweeps.settings_controls(base)
+for note in notes + sweep_notes:
+    st.warning(f"Adjusted: {note}")
+
+scheduler = st.sidebar.text_input(
+    "Dask scheduler (optional)", os.environ.get(SCHEDULER_ENV, ""),
+    help="tcp://host:port of a Dask cluster; empty: a local process pool on this server.")
+x, series = sweep.vary[0][0], (sweep.vary[1][0] if len(sweep.vary) == 3 else "none")
+total = len({e.hash for _, e in sweep.points()})
+
+left, middle, right = st.columns([1, 1, 4])
+if sweeps.running(sweep):
+    if middle.button("Stop", type="secondary"):
+        sweeps.stop(sweep)
+        st.rerun()
+elif left.button("Run" if not sweeps.results(sweep) else "Resume", type="primary"):
+    sweeps.start(sweep, scheduler.strip() or None)
+    st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def live_curves():
+    found = sweeps.results(sweep)
+    busy = sweeps.running(sweep)
+    done = len({e.hash for _, e, _ in found})
+    eta = sweeps.eta_seconds(sweep, total, done) if busy else None
+    st.progress(done / max(total, 1), text=f"{done} of {total} points"
+                + (f", about {eta:.0f} s left" if eta is not None else "")
+                + (" (running)" if busy else "" if done == total
+                   else " (not started)" if done == 0 else " (stopped: press Resume)"))
+    if not found:
+        st.info("No point of this sweep is stored yet: press Run.")
+        return
+    lines = curves(found, x, series)
+    figure = plots.gap_curves_figure(lines, x.replace("_", " "), series.replace("_", " "),
+                                     theory_curves(sweep, x, series))
+    st.plotly_chart(figure, key="gap_curves", config={"displaylogo": False})
+    missing = sum(c["missing"] for c in lines)
+    if missing:
+        st.info(f"{missing} stored point(s) have no feasible trained value or no dual and are "
+                "not drawn (e.g. too few iterations or branches to interpolate).")
+    table = rows(found)
+    header = list(table[0])
+    csv = "\n".join([",".join(header)] + [",".join("" if r[h] is None else str(r[h])
+                                                   for h in header) for r in table])
+    a, b = st.columns(2)
+    a.download_button("Download CSV", csv, file_name=f"sweep-{sweep.key}.csv",
+                      mime="text/csv")
+    b.download_button("Download JSON", json.dumps([r for *_, r in found], indent=1),
+                      file_name=f"sweep-{sweep.key}.json", mime="application/json")
+
+
+live_curves()
