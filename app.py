@@ -55,6 +55,9 @@ st.page_link("pages/1_Deep_linear_explorer.py", label="Deep-linear explorer",
 st.page_link("pages/2_ReLU_networks.py", label="ReLU networks", icon=":material/hub:",
              help="The two-layer convex program (exact over all activation patterns), rank-one "
                   "three-layer duality and its sign condition, deep parallel vs standard nets.")
+st.page_link("pages/3_Gap_curves.py", label="Gap curves", icon=":material/ssid_chart:",
+             help="Sweep depth, rank, beta or width: P/D and P - D for standard and parallel "
+                  "nets from real solves, against the theory; resumable, on a Dask cluster too.")
 st.markdown(
     "Every control of an explorer lives in the page's address: copy it to share the exact run "
     "(the random seed included).")
