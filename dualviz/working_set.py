@@ -54,9 +54,9 @@ from .relu_convex import (
     relative_residual,
 )
 
-# Tight interior-point tolerances: the certificate gap is limited by the restricted solve.
 # QDLDL on one thread: twice as fast as faer here, and a job gets one core.
 _COMMON = {"direct_solve_method": "qdldl", "max_threads": 1, "max_iter": 200}
+# Tight interior-point tolerances to finish: the certificate gap is limited by this solve.
 TIGHT = {**_COMMON, "tol_gap_abs": 1e-11, "tol_gap_rel": 1e-11, "tol_feas": 1e-11,
          "tol_ktratio": 1e-9}
 # While the working set still changes, a rough restricted solution guides pricing as well.
@@ -73,6 +73,7 @@ MAX_PENALTY_STEPS = 4
 ROW_TOL = 1e-10  # a cone row is violated below -ROW_TOL * max |X u|
 FIRST_ROWS = 8  # cone rows per input dimension imposed on a new column at first
 ZERO_COLUMN = 1e-7  # a column is zero below this fraction of the largest
+MAX_ROUNDS = 500  # a guard against cycling (dropped columns coming back); never reached in tests
 
 
 @dataclass(frozen=True, eq=False)
@@ -438,9 +439,10 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
     columns most violated at lambda = y (the dual point of the zero network). time_limit:
     seconds after which the solver stops and certifies the bracket it has.
 
-    Two loops share the restricted solves: rows (a column's cone constraints are imposed
-    lazily, added when the solution violates them) and columns (added by pricing once the
-    solution satisfies every row). Columns zero in two consecutive solves are dropped.
+    Each round solves the restricted program, then adds the cone rows its solution violates
+    (a column's constraints are imposed lazily) and the most violated columns; columns zero
+    in two consecutive solves are dropped. Rounds use loose solver tolerances until nothing
+    changes, then one tight solve must confirm it.
     """
     X, y = _check_data(X, y)
     masks = _check_masks(masks, X.shape[0])
@@ -469,7 +471,7 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
     rounds, status, U, lam, penalties = 0, "stalled", None, None, 0
     solved_columns: list[_Column] = []
     tight = False  # loose tolerances while the working set still changes, tight to finish
-    while True:
+    while rounds < MAX_ROUNDS:
         rounds += 1
         solved, U_new, lam_new = _solve_restricted(X, y, beta, masks, columns, objective,
                                                    penalty, tight)
