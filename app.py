@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dualviz.data import spectrum_values
+from dualviz.presets import PRESETS
 from dualviz.theory import interpolation_rescaled_dual, interpolation_rescaled_standard
 
 st.set_page_config(page_title="dualviz: duality gaps of deep networks", layout="wide")
@@ -61,6 +62,12 @@ st.page_link("pages/3_Gap_curves.py", label="Gap curves", icon=":material/ssid_c
 st.markdown(
     "Every control of an explorer lives in the page's address: copy it to share the exact run "
     "(the random seed included).")
+
+st.subheader("Presets for a lecture")
+for preset in PRESETS:
+    st.page_link(preset.page, label=f"**{preset.title}**", query_params=preset.query,
+                 icon=":material/play_circle:")
+    st.markdown(f"{preset.shows} *Look for:* {preset.look_for}")
 
 st.subheader("What is coming")
 st.markdown(

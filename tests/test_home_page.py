@@ -37,6 +37,22 @@ def test_home_preview_grows_with_rank(home):
 
 
 def test_home_links_to_the_explorers(home):
-    links = home.get("page_link")
-    assert [link.proto.label for link in links] == ["Deep-linear explorer", "ReLU networks"]
-    assert [link.proto.page for link in links] == ["Deep_linear_explorer", "ReLU_networks"]
+    links = home.get("page_link")[:3]
+    assert [link.proto.label for link in links] == ["Deep-linear explorer", "ReLU networks",
+                                                    "Gap curves"]
+    assert [link.proto.page for link in links] == ["Deep_linear_explorer", "ReLU_networks",
+                                                   "Gap_curves"]
+
+
+def test_home_lists_every_preset_as_a_link_with_its_query(home):
+    from urllib.parse import parse_qsl
+
+    from dualviz.presets import PRESETS
+
+    links = home.get("page_link")[3:]
+    assert len(links) == len(PRESETS)
+    for link, preset in zip(links, PRESETS, strict=True):
+        assert preset.title in link.proto.label
+        assert dict(parse_qsl(link.proto.query_string)) == preset.query
+    text = " ".join(m.value for m in home.markdown)
+    assert all(p.look_for in text for p in PRESETS)
