@@ -7,12 +7,41 @@ from typing import Any
 
 import streamlit as st
 
-from ..config import GROUPS, KNOBS, Experiment, Knob
+from ..config import GROUPS, KNOBS, KNOBS_BY_KEY, Experiment, Knob
 
 _APPLIED = "_dualviz_applied_query"  # the query string the widgets currently reflect
 _NOTES = "_dualviz_pending_notes"
 GROUP_TITLES = {"network": "Network", "regularization": "Objective and regularization",
                 "data": "Data", "solver": "Solver"}
+
+
+VIEW_KEYS = ("present", "hide")  # how the page looks, not what it computes
+# Presenter mode: everything in the main area a quarter larger (text and figures alike).
+_PRESENTER_CSS = ("<style>section.main .block-container, [data-testid='stMainBlockContainer'] "
+                  "{zoom: 1.25; max-width: 100%;}</style>")
+
+
+def view_options(params: Mapping[str, str]) -> tuple[bool, set[str], list[str]]:
+    """(presenter mode, knob names hidden by the link, notes) from `present` and `hide`.
+
+    present=1 hides the solver controls and enlarges the page; hide=depth,beta hides those
+    controls (their values still come from the link). Unknown names are ignored with a note.
+    """
+    notes: list[str] = []
+    present_text = str(params.get("present", "0")).strip().lower()
+    present = present_text in ("1", "true", "yes", "on")
+    if present_text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        notes.append(f"present: '{present_text[:20]}' is not a yes/no value; using 0")
+    hidden: set[str] = set()
+    for key in filter(None, (k.strip() for k in str(params.get("hide", "")).split(","))):
+        knob = KNOBS_BY_KEY.get(key)
+        if knob is None:
+            notes.append(f"hide: '{key[:20]}' is not a control; ignored")
+        else:
+            hidden.add(knob.name)
+    if present:
+        hidden |= {k.name for k in KNOBS if k.group == "solver"}
+    return present, hidden, notes
 
 
 def widget_key(knob: Knob) -> str:
@@ -57,10 +86,15 @@ def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
     manages itself, left in the URL.
     """
     fixed = dict(fixed or {})
+    keep = (*keep, *VIEW_KEYS)
+    present, hidden, view_notes = view_options(_url_values())
+    shown = set(shown) - hidden
+    if present:
+        st.markdown(_PRESENTER_CSS, unsafe_allow_html=True)  # a constant: no user text
     url = {k: v for k, v in _url_values().items() if k not in keep}
     url_exp, notes = Experiment.from_values({**(defaults or {}), **url, **fixed})
     notes = [n for n in notes if not n.startswith("ignored unknown setting")] + \
-        st.session_state.pop(_NOTES, [])
+        st.session_state.pop(_NOTES, []) + view_notes
     if st.session_state.get(_APPLIED) != url_exp.to_query():
         # A link was opened (or the URL edited): the widgets follow the URL.
         for knob in KNOBS:
