@@ -59,6 +59,9 @@ st.page_link("pages/2_ReLU_networks.py", label="ReLU networks", icon=":material/
 st.page_link("pages/3_Gap_curves.py", label="Gap curves", icon=":material/ssid_chart:",
              help="Sweep depth, rank, beta or width: P/D and P - D for standard and parallel "
                   "nets from real solves, against the theory; resumable, on a Dask cluster too.")
+st.page_link("pages/4_Theory.py", label="Theory", icon=":material/table_chart:",
+             help="The paper's taxonomy (standard / parallel x linear / ReLU x depth), every "
+                  "cell computed live, and the main formulas.")
 st.markdown(
     "Every control of an explorer lives in the page's address: copy it to share the exact run "
     "(the random seed included).")

@@ -37,11 +37,11 @@ def test_home_preview_grows_with_rank(home):
 
 
 def test_home_links_to_the_explorers(home):
-    links = home.get("page_link")[:3]
+    links = home.get("page_link")[:4]
     assert [link.proto.label for link in links] == ["Deep-linear explorer", "ReLU networks",
-                                                    "Gap curves"]
+                                                    "Gap curves", "Theory"]
     assert [link.proto.page for link in links] == ["Deep_linear_explorer", "ReLU_networks",
-                                                   "Gap_curves"]
+                                                   "Gap_curves", "Theory"]
 
 
 def test_home_lists_every_preset_as_a_link_with_its_query(home):
@@ -49,7 +49,7 @@ def test_home_lists_every_preset_as_a_link_with_its_query(home):
 
     from dualviz.presets import PRESETS
 
-    links = home.get("page_link")[3:]
+    links = home.get("page_link")[4:]
     assert len(links) == len(PRESETS)
     for link, preset in zip(links, PRESETS, strict=True):
         assert preset.title in link.proto.label
