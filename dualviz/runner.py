@@ -6,6 +6,8 @@ a sweep point with the same Experiment compute the same thing.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -128,3 +130,40 @@ def run(exp: Experiment, uploaded: Dataset | None = None,
         relu_details.setdefault("fit", {"axes": probe_points(X)[1]})["trained"] = primal.probe
     return RunResult(exp, dataset, closed, dual, primal, target, list(notes or []), relu_details)
 
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of one shape as CSV text (None as an empty cell)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+RESTART_COLUMNS = ("restart", "value", "residual", "iterations", "feasible")
+
+
+def result_csv(result: dict[str, Any]) -> str:
+    """A finished run as CSV: one row per restart, with the run's P, D and gap repeated."""
+    shared = {"hash": result["experiment"]["hash"], "P": result["primal"]["value"],
+              "D": (result.get("dual") or {}).get("value"), "gap": result.get("gap"),
+              "relative_gap": result.get("relative_gap")}
+    return csv_text([{**shared, **{k: r.get(k) for k in RESTART_COLUMNS}}
+                     for r in result["primal"]["restarts"]])
+
+
+def rerun_snippet(exp: Experiment) -> str:
+    """Python that reruns this experiment with the package (an uploaded file must be given)."""
+    data = ("" if exp.uses_synthetic_data else
+            "from dualviz.data import load_file\n"
+            "with open('YOUR_DATA_FILE.npz', 'rb') as f:  # the file uploaded as "
+            f"{exp.data}\n    uploaded = load_file(f, 'YOUR_DATA_FILE.npz')\n")
+    return ("from dualviz.config import Experiment\n"
+            "from dualviz.runner import run\n\n"
+            f"{data}"
+            f"exp, notes = Experiment.from_query({exp.to_query()!r})\n"
+            f"result = run(exp{'' if exp.uses_synthetic_data else ', uploaded'})\n"
+            "print('P =', result.primal.value, 'D =', result.dual.value, "
+            "'gap =', result.gap)\n")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dualviz import plots
 from dualviz.config import KNOBS
+from dualviz.runner import csv_text
 from dualviz.sweep import SCHEDULER_ENV, curves, rows, theory_curves
 from dualviz.ui import state, sweeps
 
@@ -64,12 +65,8 @@ def live_curves():
     if missing:
         st.info(f"{missing} stored point(s) have no feasible trained value or no dual and are "
                 "not drawn (e.g. too few iterations or branches to interpolate).")
-    table = rows(found)
-    header = list(table[0])
-    csv = "\n".join([",".join(header)] + [",".join("" if r[h] is None else str(r[h])
-                                                   for h in header) for r in table])
     a, b = st.columns(2)
-    a.download_button("Download CSV", csv, file_name=f"sweep-{sweep.key}.csv",
+    a.download_button("Download CSV", csv_text(rows(found)), file_name=f"sweep-{sweep.key}.csv",
                       mime="text/csv")
     b.download_button("Download JSON", json.dumps([r for *_, r in found], indent=1),
                       file_name=f"sweep-{sweep.key}.json", mime="application/json")

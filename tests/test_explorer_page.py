@@ -110,3 +110,30 @@ def test_a_link_to_unknown_uploaded_data_explains_itself():
     at.button[0].click().run()
     assert at.query_params["data"] == "synthetic"
     assert not at.error
+
+
+def test_a_finished_run_exports_json_csv_and_a_python_snippet_that_reruns_it():
+    exp = Experiment(iterations=60, restarts=1, seed=5, depth=2, objective="squared")
+    at = run_until_done(open_page(exp.to_query() + "&present=1"))
+    codes = [c.value for c in at.code]
+    link = next(c for c in codes if exp.to_query() in c)
+    assert link.endswith("present=1")  # the view keys travel with the link
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Result as JSON", "Result as CSV"]
+    snippet = next(c for c in codes if "Experiment.from_query" in c)
+    out = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=120)
+    rerun = dict(zip(out.stdout.split()[0::3], out.stdout.split()[2::3], strict=True))
+    expected = cli(exp.to_query())
+    assert float(rerun["P"]) == pytest.approx(expected["primal"]["value"], rel=1e-9)
+    assert float(rerun["D"]) == pytest.approx(expected["dual"]["value"], rel=1e-9)
+
+
+def test_result_csv_has_one_row_per_restart():
+    from dualviz.runner import result_csv
+
+    result = cli(Experiment(iterations=30, restarts=3, depth=2).to_query())
+    lines = result_csv(result).strip().splitlines()
+    assert lines[0] == "hash,P,D,gap,relative_gap,restart,value,residual,iterations,feasible"
+    assert len(lines) == 4 and all(line.startswith(result["experiment"]["hash"])
+                                   for line in lines[1:])

@@ -3,7 +3,9 @@ the standard-vs-parallel comparison. A page supplies its controls and its main f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import streamlit as st
 
@@ -12,6 +14,7 @@ from ..config import SYNTHETIC, Experiment
 from ..data import DataError, Dataset, load_file
 from ..jobs import JobView
 from ..primal import Snapshot
+from ..runner import rerun_snippet, result_csv
 from . import live, state
 
 # (experiment, its readout, its snapshots, its twin of the other architecture and the twin's
@@ -103,10 +106,42 @@ def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels
                             "the exact two-layer convex program; n/a where none exists.")
         main_panels(exp, now, snaps, counterpart, live.snapshots(other), uploaded)
         comparison(exp, counterpart, featured, other)
+        share_and_export(exp, featured)
         if polling and not (featured.active or other.active):
             st.rerun()  # the jobs ended: one full redraw, then stop polling
 
     draw()
+
+
+def share_url(exp: Experiment) -> str:
+    """This page's address with the experiment's full state (and the view keys) as query."""
+    view = {k: v for k, v in st.query_params.to_dict().items() if k in state.VIEW_KEYS}
+    query = exp.to_query() + ("&" + urlencode(view) if view else "")
+    parts = urlsplit(st.context.url or "")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def share_and_export(exp: Experiment, view: JobView) -> None:
+    """The link that reproduces this view; the finished run as JSON, CSV and Python."""
+    with st.expander("Share and export", expanded=False):
+        st.markdown("**Link to this view** (every control, the seed included):")
+        st.code(share_url(exp), language=None)
+        result = view.record.result
+        if result is None:
+            st.caption("Exports appear when the run has finished.")
+            return
+        st.caption(f"Permalink of the finished run: the link above opens the stored result "
+                   f"of experiment {exp.hash} at once, on this server.")
+        a, b = st.columns(2)
+        a.download_button("Result as JSON", json.dumps(result, indent=1),
+                          file_name=f"dualviz-{exp.hash}.json", mime="application/json",
+                          key=f"json_{exp.hash}")
+        b.download_button("Result as CSV", result_csv(result),
+                          file_name=f"dualviz-{exp.hash}.csv", mime="text/csv",
+                          key=f"csv_{exp.hash}")
+        st.markdown("**Rerun it in Python** (`pip install -r requirements.txt` in this "
+                    "repository):")
+        st.code(rerun_snippet(exp), language="python")
 
 
 def comparison(exp: Experiment, counterpart: Experiment, featured: JobView,
