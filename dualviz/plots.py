@@ -236,3 +236,14 @@ def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
               "yaxis": {"title": {"text": "P / D"}, "domain": [0.45, 1.0]},
               "yaxis2": {"title": {"text": "P - D"}, "domain": [0.0, 0.38]}}
     return _figure(traces, layout, title, height=620)
+
+
+IMAGE_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+
+
+def image_bytes(figure: go.Figure, fmt: str) -> bytes:
+    """The figure as PNG (twice the screen resolution) or SVG, rendered by kaleido in a
+    headless Chromium (it finds Debian's /usr/bin/chromium itself); a few seconds each."""
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
+    return figure.to_image(format=fmt, scale=2 if fmt == "png" else 1)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dualviz import plots
 from dualviz.config import KNOBS
-from dualviz.ui import explorer, state
+from dualviz.ui import charts, explorer, state
 
 st.set_page_config(page_title="Deep linear explorer · dualviz", layout="wide")
 st.title("Deep linear networks: primal vs dual")
@@ -24,15 +24,13 @@ uploaded = explorer.data_source(exp)
 
 def figures(exp, now, snaps, twin, twin_snaps, uploaded):
     left, right = st.columns([3, 2])
-    left.plotly_chart(plots.objective_figure(snaps, now.dual, now.closed_primal),
-                      key="objective_figure", config={"displaylogo": False})
+    charts.chart(plots.objective_figure(snaps, now.dual, now.closed_primal),
+                 "objective_figure", left)
     with right:
         end_to_end, per_layer = st.tabs(["End-to-end spectrum", "Per-layer spectra"])
-        end_to_end.plotly_chart(plots.spectrum_figure(now.target_spectrum, now.learned_spectrum,
-                                                      now.closed_spectrum),
-                                key="spectrum_figure", config={"displaylogo": False})
-        per_layer.plotly_chart(plots.layer_spectra_figure(now.layer_spectra),
-                               key="layer_figure", config={"displaylogo": False})
+        charts.chart(plots.spectrum_figure(now.target_spectrum, now.learned_spectrum,
+                                           now.closed_spectrum), "spectrum_figure", end_to_end)
+        charts.chart(plots.layer_spectra_figure(now.layer_spectra), "layer_figure", per_layer)
 
 
 explorer.live_view(exp, uploaded, figures)

@@ -5,7 +5,7 @@ import streamlit as st
 from dualviz import explain, plots
 from dualviz.config import KNOBS
 from dualviz.runner import dataset_for
-from dualviz.ui import explorer, state
+from dualviz.ui import charts, explorer, state
 
 st.set_page_config(page_title="ReLU networks · dualviz", layout="wide")
 st.title("ReLU networks: convex programs and duality")
@@ -30,21 +30,19 @@ data = dataset_for(exp, uploaded)
 def figures(exp, now, snaps, twin, twin_snaps, uploaded):
     relu = now.relu or {}
     left, right = st.columns([3, 2])
-    left.plotly_chart(plots.objective_figure(snaps, now.dual, now.closed_primal,
-                                             dual_label="convex optimum" if exp.depth == 2
-                                             else "D"),
-                      key="objective_figure", config={"displaylogo": False})
+    charts.chart(plots.objective_figure(snaps, now.dual, now.closed_primal,
+                                        dual_label="convex optimum" if exp.depth == 2
+                                        else "D"), "objective_figure", left)
     fit = relu.get("fit") or {}
     trained = snaps[-1].probe if snaps and not now.final else fit.get("trained")
     with right:
         if fit.get("axes"):
-            st.plotly_chart(plots.fit_figure(data.X, data.Y, fit["axes"], trained,
-                                             fit.get("convex")),
-                            key="fit_figure", config={"displaylogo": False})
+            charts.chart(plots.fit_figure(data.X, data.Y, fit["axes"], trained,
+                                          fit.get("convex")), "fit_figure")
         else:
-            st.plotly_chart(plots.layer_spectra_figure(now.layer_spectra,
-                                                       title="per-layer singular values"),
-                            key="layer_figure", config={"displaylogo": False})
+            charts.chart(plots.layer_spectra_figure(now.layer_spectra,
+                                                    title="per-layer singular values"),
+                         "layer_figure")
     patterns = relu.get("patterns")
     if patterns:
         solver = relu.get("solver") or {}
@@ -58,10 +56,10 @@ def figures(exp, now, snaps, twin, twin_snaps, uploaded):
         st.info("Deep ReLU nets on general data: no dual is computed here. Each trained value "
                 "is an upper bound on its own network's optimum; the paper proves that the "
                 "parallel net (enough branches, rescaled regularization) has zero duality gap.")
-        st.plotly_chart(plots.comparison_figure(
+        charts.chart(plots.comparison_figure(
             [(f"{exp.arch} (this net)", snaps), (twin.arch, twin_snaps)],
             title="Standard vs parallel training (each curve bounds its own optimum from above)"),
-            key="comparison_figure", config={"displaylogo": False})
+            "comparison_figure")
 
 
 explorer.live_view(exp, uploaded, figures, dual_name="D (convex / dual)")

@@ -9,7 +9,7 @@ from dualviz import plots
 from dualviz.config import KNOBS
 from dualviz.runner import csv_text
 from dualviz.sweep import SCHEDULER_ENV, curves, rows, theory_curves
-from dualviz.ui import state, sweeps
+from dualviz.ui import charts, state, sweeps
 
 st.set_page_config(page_title="Gap curves · dualviz", layout="wide")
 st.title("Gap curves: where the duality gap opens")
@@ -60,7 +60,7 @@ def live_curves():
     lines = curves(found, x, series)
     figure = plots.gap_curves_figure(lines, x.replace("_", " "), series.replace("_", " "),
                                      theory_curves(sweep, x, series))
-    st.plotly_chart(figure, key="gap_curves", config={"displaylogo": False})
+    charts.chart(figure, "gap_curves")
     missing = sum(c["missing"] for c in lines)
     if missing:
         st.info(f"{missing} stored point(s) have no feasible trained value or no dual and are "

@@ -119,7 +119,7 @@ def test_a_finished_run_exports_json_csv_and_a_python_snippet_that_reruns_it():
     link = next(c for c in codes if exp.to_query() in c)
     assert link.endswith("present=1")  # the view keys travel with the link
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Result as JSON", "Result as CSV"]
+    assert labels == ["PNG", "SVG"] * 3 + ["Result as JSON", "Result as CSV"]  # 3 figures
     snippet = next(c for c in codes if "Experiment.from_query" in c)
     out = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True,
                          text=True, check=True, timeout=120)

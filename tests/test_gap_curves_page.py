@@ -25,7 +25,8 @@ def test_a_sweep_runs_from_the_page_and_its_points_arrive():
         assert not at.exception, at.exception
     assert progress_text(at) == "8 of 8 points"
     assert len(at.get("plotly_chart")) == 1
-    assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSON"]
+    assert [b.label for b in at.get("download_button")] == ["PNG", "SVG", "Download CSV",
+                                                            "Download JSON"]
     # A fresh session on the same link finds every point stored: nothing to run.
     again = open_page(PAGE, QUERY)
     assert progress_text(again) == "8 of 8 points" and [b.label for b in again.button] == [

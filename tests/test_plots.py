@@ -72,3 +72,14 @@ def test_gap_curves_figure_draws_each_curve_its_band_and_the_theory():
     dashes = {t.name: t.line.dash for t in fig.data if t.mode == "lines+markers"}
     assert dashes == {"standard, target rank = 2": "solid", "parallel, target rank = 2": "dot"}
     assert {t.yaxis for t in fig.data} == {"y", "y2"}
+
+
+def test_figures_export_as_png_and_svg_through_kaleido_and_chromium():
+    from dualviz.plots import image_bytes
+
+    fig = objective_figure(snaps(restarts=1, per_restart=50), 5.0, None)
+    assert image_bytes(fig, "png").startswith(b"\x89PNG\r\n\x1a\n")
+    svg = image_bytes(fig, "svg")
+    assert svg.lstrip().startswith(b"<svg") and b"objective" in svg
+    with pytest.raises(ValueError):
+        image_bytes(fig, "gif")
