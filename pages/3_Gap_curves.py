@@ -34,20 +34,19 @@ scheduler = st.sidebar.text_input(
 x, series = sweep.vary[0][0], (sweep.vary[1][0] if len(sweep.vary) == 3 else "none")
 total = len({e.hash for _, e in sweep.points()})
 
-left, middle, right = st.columns([1, 1, 4])
-if sweeps.running(sweep):
-    if middle.button("Stop", type="secondary"):
-        sweeps.stop(sweep)
-        st.rerun()
-elif left.button("Run" if not sweeps.results(sweep) else "Resume", type="primary"):
-    sweeps.start(sweep, scheduler.strip() or None)
-    st.rerun()
 
 
 @st.fragment(run_every=1.0)
 def live_curves():
     found = sweeps.results(sweep)
     busy = sweeps.running(sweep)
+    if busy:
+        if st.button("Stop", key="sweep_stop"):
+            sweeps.stop(sweep)
+            st.rerun(scope="fragment")
+    elif st.button("Run" if not found else "Resume", type="primary", key="sweep_run"):
+        sweeps.start(sweep, scheduler.strip() or None)
+        st.rerun(scope="fragment")
     done = len({e.hash for _, e, _ in found})
     eta = sweeps.eta_seconds(sweep, total, done) if busy else None
     st.progress(done / max(total, 1), text=f"{done} of {total} points"

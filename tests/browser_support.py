@@ -185,6 +185,9 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
 def explorer_url(server_url: str, query: str) -> str:
     return f"{server_url}{EXPLORER_PATH}?{query}"
 

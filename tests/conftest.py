@@ -1,8 +1,11 @@
-"""Session-wide test settings."""
+"""Session-wide test settings, and the fixtures of the browser tests."""
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from browser_support import VIEWPORT, Server, launch_chromium, streamlit_server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -16,3 +19,40 @@ def isolated_store(tmp_path_factory):
         del os.environ["DUALVIZ_DATA_DIR"]
     else:
         os.environ["DUALVIZ_DATA_DIR"] = old
+
+
+# -- the browser tests' fixtures: one server and one chromium per module, a fresh page per test --
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """One Streamlit server per test module, its store in a temporary directory."""
+    data_dir = tmp_path_factory.mktemp("dualviz-store")
+    with streamlit_server(data_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[tuple[Any, list[str]]]:
+    """A fresh page (its own browser context and Streamlit session) and the messages of any
+    dialog it opened (a dialog means a script ran)."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    tab = context.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog) -> None:
+        dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    tab.on("dialog", on_dialog)
+    yield tab, dialogs
+    context.close()

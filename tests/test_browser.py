@@ -12,23 +12,18 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from browser_support import (
     CHROMIUM,
-    Server,
     explorer_url,
-    launch_chromium,
     parse_caption,
     recorded,
     start_recording,
-    streamlit_server,
     wait_for_settled,
     wait_for_state,
 )
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from dualviz.config import Experiment
 
@@ -45,38 +40,6 @@ LINK = Experiment(arch="standard", activation="linear", regularization="rescaled
 DEPTH3 = LINK.replace(depth=3)[0]
 MIN_LIVE_UPDATES = 5
 TIME_BUDGET = 110.0  # seconds for the whole live test, however the phases share it
-VIEWPORT = {"width": 1400, "height": 1000}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("dualviz-store")
-    with streamlit_server(data_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser) -> Iterator[tuple[Any, list[str]]]:
-    """A fresh page (its own Streamlit session) and the messages of any dialog it opened."""
-    context = browser.new_context(viewport=VIEWPORT)
-    tab = context.new_page()
-    dialogs: list[str] = []
-
-    def on_dialog(dialog) -> None:  # alert(), confirm(), ...: a script ran
-        dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.dismiss()
-
-    tab.on("dialog", on_dialog)
-    yield tab, dialogs
-    context.close()
 
 
 def finished(exp: Experiment):

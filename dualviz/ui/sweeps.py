@@ -27,9 +27,12 @@ def command(sweep: Sweep, scheduler: str | None) -> list[str]:
 def start(sweep: Sweep, scheduler: str | None = None) -> None:
     store = live.manager().store
     env = {**os.environ, DATA_DIR_ENV: str(store.data_dir)}
-    subprocess.Popen(command(sweep, scheduler), env=env, start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+    process = subprocess.Popen(command(sweep, scheduler), env=env, start_new_session=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+    # Registered now (the CLI registers again with the same pid), so the page shows Stop at
+    # once and a second click cannot start a second driver.
+    store.sweep_started(sweep.key, sweep.to_json(), process.pid)
 
 
 def _alive(pid: int | None) -> bool:

@@ -1,0 +1,98 @@
+"""Presets, copied links and exports in a real browser (issue 6).
+
+One Streamlit server and Debian's chromium for the module; every preset opens in a fresh
+browser context.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pytest
+from browser_support import CHROMIUM, page_state, wait_for_state
+
+from dualviz.presets import GAP_PAGE, PRESETS
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")
+FIGURE_JS = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+             ".some(el => el.data && el.data.some(t => (t.x || []).length > 0))")
+
+
+def page_url(server_url: str, page: str, query: dict[str, str]) -> str:
+    path = Path(page).stem.split("_", 1)[1]  # pages/1_Deep_linear_explorer.py -> Deep_...
+    return f"{server_url}/{path}?{urlencode(query)}"
+
+
+def wait_for_figure(tab, timeout: float) -> None:
+    tab.wait_for_function(FIGURE_JS, timeout=timeout * 1000)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.title for p in PRESETS])
+def test_every_preset_opens_with_its_controls_set_and_a_figure_drawn(server, page, preset):
+    tab, dialogs = page
+    tab.goto(page_url(server.url, preset.page, preset.query))
+    if preset.page == GAP_PAGE:  # a sweep draws its first points as they arrive
+        tab.get_by_role("button", name=re.compile("^(Run|Resume)$")).click(timeout=30_000)
+    wait_for_figure(tab, timeout=120)
+    # The page rewrote the URL from its widgets: every preset value is still there.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        shown = dict(parse_qsl(urlsplit(tab.url).query))
+        if all(shown.get(k) == v or _same_number(shown.get(k), v)
+               for k, v in preset.query.items()):
+            break
+        time.sleep(0.2)
+    missing = {k: (v, shown.get(k)) for k, v in preset.query.items()
+               if not (shown.get(k) == v or _same_number(shown.get(k), v))}
+    assert not missing, missing
+    assert not tab.locator('[data-testid="stException"]').count()
+    assert not dialogs
+    if preset.page == GAP_PAGE:
+        tab.get_by_role("button", name="Stop").click(timeout=10_000)
+
+
+def _same_number(a: str | None, b: str) -> bool:
+    try:
+        return a is not None and float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def test_the_copied_link_reproduces_the_numbers_and_every_export_downloads(server, browser):
+    preset = PRESETS[0]
+    first = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    tab = first.new_page()
+    tab.goto(page_url(server.url, preset.page, preset.query))
+    state = wait_for_state(tab, lambda s: s.caption is not None and s.caption.done
+                           and s.caption.other_status.startswith("done")
+                           and "P (trained)" in s.metrics, timeout=180, what="both runs done")
+    tab.get_by_text("Share and export").click()
+    link = tab.locator('[data-testid="stCode"]').first.inner_text().strip()
+    assert link.startswith(server.url) and f"depth={preset.query['depth']}" in link
+
+    downloads = {}
+    for label in ("Result as JSON", "Result as CSV", "PNG", "SVG"):
+        with tab.expect_download(timeout=60_000) as info:
+            tab.get_by_role("button", name=re.compile(label)).first.click()
+        downloads[label] = Path(info.value.path()).read_bytes()
+    result = json.loads(downloads["Result as JSON"])
+    assert result["experiment"]["hash"] == state.caption.hash
+    assert downloads["Result as CSV"].decode().startswith("hash,P,D,gap")
+    assert downloads["PNG"].startswith(b"\x89PNG") and len(downloads["PNG"]) > 10_000
+    assert b"<svg" in downloads["SVG"][:200]
+
+    second = browser.new_context(viewport={"width": 1400, "height": 1000})  # a collaborator
+    other = second.new_page()
+    other.goto(link)
+    again = wait_for_state(other, lambda s: s.caption is not None and s.caption.done
+                           and "P (trained)" in s.metrics, timeout=60, what="the stored run")
+    assert again.caption.hash == state.caption.hash
+    for name in ("P (trained)", "Gap P - D", "Relative gap"):
+        assert again.metrics[name] == page_state(tab).metrics[name], name
+    first.close()
+    second.close()
