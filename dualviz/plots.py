@@ -232,7 +232,9 @@ def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
                        "legendgroup": "theory", "showlegend": index == 0, "x": curve["x"],
                        "y": curve["ratio"], "line": {"color": CLOSED_COLOR, "dash": "dash",
                                                      "width": 1.5}, "yaxis": "y"})
-    layout = {"xaxis": {"title": {"text": x_label}, "anchor": "y2"},
+    ticks = sorted({x for c in curves for x in c["x"]} | {x for c in theory for x in c["x"]})
+    layout = {"xaxis": {"title": {"text": x_label}, "anchor": "y2", "tickmode": "array",
+                        "tickvals": ticks},
               "yaxis": {"title": {"text": "P / D"}, "domain": [0.45, 1.0]},
               "yaxis2": {"title": {"text": "P - D"}, "domain": [0.0, 0.38]}}
     return _figure(traces, layout, title, height=620)

@@ -43,10 +43,10 @@ def live_curves():
     if busy:
         if st.button("Stop", key="sweep_stop"):
             sweeps.stop(sweep)
-            st.rerun(scope="fragment")
+            st.rerun()
     elif st.button("Run" if not found else "Resume", type="primary", key="sweep_run"):
         sweeps.start(sweep, scheduler.strip() or None)
-        st.rerun(scope="fragment")
+        st.rerun()
     done = len({e.hash for _, e, _ in found})
     eta = sweeps.eta_seconds(sweep, total, done) if busy else None
     st.progress(done / max(total, 1), text=f"{done} of {total} points"

@@ -10,9 +10,9 @@ from ..plots import IMAGE_FORMATS, image_bytes
 
 def chart(figure: go.Figure, key: str, where=st) -> None:
     where.plotly_chart(figure, key=key, config={"displaylogo": False})
-    columns = where.columns([1, 1, 6])
-    for column, fmt in zip(columns, IMAGE_FORMATS, strict=False):
-        column.download_button(
+    row = where.container(horizontal=True)
+    for fmt in IMAGE_FORMATS:
+        row.download_button(
             fmt.upper(), data=lambda fmt=fmt: image_bytes(figure, fmt),
             file_name=f"dualviz-{key}.{fmt}", mime=IMAGE_FORMATS[fmt], key=f"{key}_{fmt}",
             on_click="ignore", icon=":material/download:",
