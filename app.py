@@ -31,10 +31,14 @@ st.caption(
 )
 left, right = st.columns([1, 2])
 with left:
-    depth = st.slider("Depth L", 2, 10, 3, help="Number of weight layers.")
-    rank = st.slider("rank(W*)", 1, 10, 2, help="Rank of the target map.")
+    # bound to the URL (preview-depth=..., ...): the home page's state travels in a link too
+    depth = st.slider("Depth L", 2, 10, 3, help="Number of weight layers.",
+                      key="preview-depth", bind="query-params")
+    rank = st.slider("rank(W*)", 1, 10, 2, help="Rank of the target map.",
+                     key="preview-rank", bind="query-params")
     profile = st.selectbox("Singular values of W*", ("equal", "linear", "geometric"),
-                           help="equal: all 2; linear: 2, 2(r-1)/r, ...; geometric: 2, 1, 0.5, ...")
+                           help="equal: all 2; linear: 2, 2(r-1)/r, ...; geometric: 2, 1, 0.5, ...",
+                           key="preview-spectrum", bind="query-params")
 sigma = spectrum_values(profile, rank)
 primal = interpolation_rescaled_standard(sigma, 1.0, 1.0, depth)
 dual = interpolation_rescaled_dual(sigma, 1.0, 1.0, depth)

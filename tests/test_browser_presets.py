@@ -96,3 +96,15 @@ def test_the_copied_link_reproduces_the_numbers_and_every_export_downloads(serve
         assert again.metrics[name] == page_state(tab).metrics[name], name
     first.close()
     second.close()
+
+
+def test_the_home_preview_lives_in_the_url(server, page):
+    tab, _ = page
+    tab.goto(f"{server.url}/?preview-depth=4&preview-rank=3")
+    value = tab.locator('[data-testid="stSliderThumbValue"]').first
+    value.wait_for(timeout=30_000)
+    assert value.inner_text() == "4"
+    tab.get_by_role("slider").first.focus()
+    tab.keyboard.press("ArrowRight")
+    tab.wait_for_url(re.compile(r"preview-depth=5"), timeout=15_000)
+    assert "preview-rank=3" in tab.url  # (a value equal to its default leaves the URL)

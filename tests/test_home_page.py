@@ -5,10 +5,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+APP = Path(__file__).parents[1] / "app.py"
+
 
 @pytest.fixture
 def home():
-    at = AppTest.from_file(str(Path(__file__).parents[1] / "app.py"), default_timeout=30)
+    at = AppTest.from_file(str(APP), default_timeout=30)
     at.run()
     assert not at.exception
     return at
@@ -56,3 +58,18 @@ def test_home_lists_every_preset_as_a_link_with_its_query(home):
         assert dict(parse_qsl(link.proto.query_string)) == preset.query
     text = " ".join(m.value for m in home.markdown)
     assert all(p.look_for in text for p in PRESETS)
+
+
+def test_a_link_sets_the_preview_controls():
+    from dualviz.theory import equal_spectrum_ratio
+
+    at = AppTest.from_file(str(APP))
+    at.query_params = {"preview-depth": "5", "preview-rank": "3", "preview-spectrum": "equal"}
+    at.run()
+    assert [s.value for s in at.slider] == [5, 3] and at.selectbox[0].value == "equal"
+    ratio = float(next(m for m in at.metric if m.label == "P / D").value)
+    assert ratio == pytest.approx(equal_spectrum_ratio(3, 5, "standard"), abs=1e-4)
+    at = AppTest.from_file(str(APP))
+    at.query_params = {"preview-depth": "99"}  # out of range: the default, page still works
+    at.run()
+    assert not at.exception and at.slider[0].value == 3
