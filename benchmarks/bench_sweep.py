@@ -2,9 +2,10 @@
 LocalCluster, for one fixed grid (issue 5).
 
 A plain script, not a test. The grid: a deep linear net, depth 2..5 x target rank 1..2 x both
-architectures (16 points, 300 L-BFGS iterations, 2 restarts, seeded). Each configuration starts
-from an empty store (a temporary directory), so every point is computed; the executor is
-created before the clock starts (pool start-up and cluster start-up are printed separately).
+architectures (16 points, N = 40, d = 10, interpolation by the augmented Lagrangian, 400
+iterations, 2 restarts, seeded). Each configuration starts from an empty store (a temporary
+directory), so every point is computed; the executor is created before the clock starts (pool
+and cluster start-up are printed separately; a worker's first point also pays its imports).
 
 Usage: ``.venv/bin/python benchmarks/bench_sweep.py``
 """
@@ -24,7 +25,7 @@ from dualviz.config import Experiment
 from dualviz.store import Store
 from dualviz.sweep import Sweep, local_executor, run_sweep
 
-BASE = Experiment(n=12, d=6, k=4, x_rank=4, iterations=300, restarts=2, objective="squared")
+BASE = Experiment(n=40, d=10, k=6, x_rank=8, iterations=400, restarts=2)
 GRID = Sweep(BASE, (("depth", (2, 3, 4, 5)), ("target_rank", (1, 2)),
                     ("arch", ("standard", "parallel"))))
 
