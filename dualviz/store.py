@@ -129,14 +129,21 @@ class Store:
         return JobRecord(*row[:8], *(json.loads(x) if x else None for x in row[8:]))
 
     @_locked
-    def create_job(self, job_hash: str, query: str) -> None:
+    def create_job(self, job_hash: str, query: str, *, running_in: int | None = None) -> None:
         """A fresh queued job (replacing a cancelled, failed or interrupted one and its
-        snapshots)."""
+        snapshots). running_in: the pid of a process already computing it (a sweep's driver):
+        the job is created running, so no job manager starts it a second time."""
+        now = time.time()
         with self._transaction():
             self._db.execute("DELETE FROM snapshots WHERE hash = ?", (job_hash,))
-            self._db.execute(
-                "INSERT OR REPLACE INTO jobs (hash, query, status, created) "
-                "VALUES (?, ?, 'queued', ?)", (job_hash, query, time.time()))
+            if running_in is None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO jobs (hash, query, status, created) "
+                    "VALUES (?, ?, 'queued', ?)", (job_hash, query, now))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO jobs (hash, query, status, created, started, pid) "
+                    "VALUES (?, ?, 'running', ?, ?, ?)", (job_hash, query, now, now, running_in))
 
     @_locked
     def mark_running(self, job_hash: str, pid: int) -> None:

@@ -201,7 +201,8 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
 
     def submit_more() -> None:
         for coords, exp in itertools.islice(queue, max(0, limit - len(pending))):
-            store.create_job(exp.hash, exp.to_query())
+            # running, not queued: a server's job manager would otherwise start it too
+            store.create_job(exp.hash, exp.to_query(), running_in=os.getpid())
             pending[executor.submit(solve_point, exp.to_query(), uploaded)] = (coords, exp)
 
     submit_more()

@@ -217,3 +217,20 @@ def test_curves_and_theory_agree_with_the_closed_forms(store):
         assert line["x"] == sorted(line["x"]) and all(s == 1 for s in line["seeds"])
         assert all(lo <= m <= hi for lo, m, hi in zip(line["ratio_low"], line["ratio"],
                                                       line["ratio_high"], strict=True))
+
+
+def test_points_in_flight_are_running_so_no_job_manager_starts_them(store):
+    """A server sharing the store starts queued jobs: a sweep's points must not look queued."""
+    seen_statuses = []
+
+    def on_result(coords, exp, result, progress):
+        seen_statuses.extend(store.job(e.hash).status for _, e in GRID.points()
+                             if store.job(e.hash) is not None)
+
+    executor = local_executor(1)
+    try:
+        run_sweep(GRID, store, executor, on_result=on_result, max_pending=2)
+    finally:
+        executor.shutdown()
+    assert "queued" not in seen_statuses and "running" in seen_statuses
+    assert store.jobs_with_status("queued") == []
