@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -152,6 +153,9 @@ def run_sweep_command(args: argparse.Namespace, exp: Experiment,
     store = Store()
     if uploaded is not None:
         store.save_dataset(uploaded)
+    # Stop (the page's button) sends SIGTERM: exit through the finally blocks, so points in
+    # flight are marked cancelled rather than left running in a dead process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     executor, close = executor_for(args.workers, args.scheduler)
     show = _progress_bar(sys.stderr) if sys.stderr.isatty() else None
     store.sweep_started(spec.key, spec.to_json(), os.getpid())

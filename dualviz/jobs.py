@@ -55,6 +55,23 @@ def default_max_running() -> int:
     return int(_env_number("DUALVIZ_MAX_JOBS", os.cpu_count() or 1))
 
 
+def pid_alive(pid: int | None) -> bool:
+    """A process with this pid exists and is not a zombie (exited, not yet reaped)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(") ", 1)[-1][:1] != "Z"
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class JobView:
     """A job as a page sees it."""
@@ -116,9 +133,15 @@ class JobManager:
             for exp in experiments:
                 self._watchers.setdefault(exp.hash, set()).add(watcher)
                 record = self.store.job(exp.hash)
-                if record is None or record.status in ("cancelled", "interrupted"):
+                if record is None or record.status in ("cancelled", "interrupted") \
+                        or self._orphaned(record):
                     self.store.create_job(exp.hash, exp.to_query())
         return [self.view(e.hash) for e in experiments]
+
+    def _orphaned(self, record: JobRecord) -> bool:
+        """Running in a process that is gone and not ours (a killed sweep's point)."""
+        return (record.status == "running" and record.pid is not None
+                and record.hash not in self._processes and not pid_alive(record.pid))
 
     def touch(self, watcher: str) -> None:
         """The session is still there (called on every poll)."""

@@ -2,6 +2,8 @@
 
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -229,3 +231,26 @@ def test_a_job_whose_tabs_went_quiet_is_cancelled_but_a_polling_tab_keeps_it(tmp
         assert jobs.view(kept.hash).status == "running"
     finally:
         jobs.shutdown()
+
+
+def test_a_job_left_running_by_a_dead_process_is_computed_again(manager):
+    """A killed sweep leaves its points 'running' with its pid: a page asking for one of them
+    must not wait forever."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: this pid is no process now
+    manager.store.create_job(QUICK.hash, QUICK.to_query(), running_in=gone.pid)
+    view = manager.focus("session-a", [QUICK])[0]
+    assert view.record.pid != gone.pid
+    done = wait_for(lambda: (v := manager.view(QUICK.hash)).status == "done" and v)
+    assert done.record.result["experiment"]["hash"] == QUICK.hash
+
+
+def test_a_job_running_in_a_live_foreign_process_is_left_to_it(manager):
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        manager.store.create_job(QUICK.hash, QUICK.to_query(), running_in=alive.pid)
+        view = manager.focus("session-a", [QUICK])[0]
+        assert view.status == "running" and view.record.pid == alive.pid
+    finally:
+        alive.kill()
+        alive.wait()

@@ -234,3 +234,29 @@ def test_points_in_flight_are_running_so_no_job_manager_starts_them(store):
         executor.shutdown()
     assert "queued" not in seen_statuses and "running" in seen_statuses
     assert store.jobs_with_status("queued") == []
+
+
+def test_stopping_a_cli_sweep_with_sigterm_leaves_no_point_running(tmp_path):
+    """The page's Stop sends SIGTERM to the driver's process group."""
+    env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    query = BASE.replace(iterations=400)[0].to_query()
+    proc = subprocess.Popen([sys.executable, "-m", "dualviz", "sweep", "--query", query,
+                             "--vary", "depth=2,3,4", "--vary", "target-rank=1,2",
+                             "--workers", "1"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep = Sweep(Experiment.from_query(query)[0],
+                  (("depth", (2, 3, 4)), ("target_rank", (1, 2))))
+    store = Store(tmp_path)
+    try:
+        def statuses():
+            return [j.status for _, e in sweep.points() if (j := store.job(e.hash))]
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "done" not in statuses():
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        final = statuses()
+        assert "done" in final and "running" not in final and "queued" not in final, final
+    finally:
+        store.close()

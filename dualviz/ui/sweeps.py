@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+from ..jobs import pid_alive
 from ..store import DATA_DIR_ENV
 from ..sweep import Sweep, stored_result
 from . import live
@@ -35,29 +36,14 @@ def start(sweep: Sweep, scheduler: str | None = None) -> None:
     store.sweep_started(sweep.key, sweep.to_json(), process.pid)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    # a zombie (our own exited child not yet reaped) is not running
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return False
-
-
 def running(sweep: Sweep) -> bool:
     status = live.manager().store.sweep_status(sweep.key)
-    return status is not None and status[0] == "running" and _alive(status[1])
+    return status is not None and status[0] == "running" and pid_alive(status[1])
 
 
 def stop(sweep: Sweep) -> None:
     status = live.manager().store.sweep_status(sweep.key)
-    if status is not None and _alive(status[1]):
+    if status is not None and pid_alive(status[1]):
         os.killpg(status[1], signal.SIGTERM)  # the driver and its pool workers
     live.manager().store.sweep_finished(sweep.key)
 
