@@ -16,6 +16,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -234,12 +235,24 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
             if exp.hash in results]
 
 
+_SCHEDULER = re.compile(r"(tcp|tls)://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}")
+
+
+def check_scheduler(address: str) -> str:
+    """A Dask scheduler address as tcp://host:port (or tls://); anything else is refused."""
+    address = address.strip()
+    if not _SCHEDULER.fullmatch(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+        raise ConfigError(f"a Dask scheduler address looks like tcp://host:8786; got "
+                          f"'{address[:40]}'")
+    return address
+
+
 def executor_for(workers: int | None = None, scheduler: str | None = None):
     """(executor, closer): Dask when a scheduler address is given or set in the environment,
     else a local process pool."""
     address = scheduler or os.environ.get(SCHEDULER_ENV)
     if address:
-        executor, client = dask_executor(address)
+        executor, client = dask_executor(check_scheduler(address))
         return executor, client.close
     executor = local_executor(workers)
     return executor, lambda: executor.shutdown(cancel_futures=True)

@@ -6,9 +6,9 @@ import os
 import streamlit as st
 
 from dualviz import plots
-from dualviz.config import KNOBS
+from dualviz.config import KNOBS, ConfigError
 from dualviz.runner import csv_text
-from dualviz.sweep import SCHEDULER_ENV, curves, rows, theory_curves
+from dualviz.sweep import SCHEDULER_ENV, check_scheduler, curves, rows, theory_curves
 from dualviz.ui import charts, state, sweeps
 
 st.set_page_config(page_title="Gap curves · dualviz", layout="wide")
@@ -31,6 +31,12 @@ for note in notes + sweep_notes:
 scheduler = st.sidebar.text_input(
     "Dask scheduler (optional)", os.environ.get(SCHEDULER_ENV, ""),
     help="tcp://host:port of a Dask cluster; empty: a local process pool on this server.")
+if scheduler.strip():
+    try:
+        scheduler = check_scheduler(scheduler)
+    except ConfigError as exc:
+        st.sidebar.error(str(exc))
+        scheduler = ""
 x, series = sweep.vary[0][0], (sweep.vary[1][0] if len(sweep.vary) == 3 else "none")
 total = len({e.hash for _, e in sweep.points()})
 

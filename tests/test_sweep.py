@@ -260,3 +260,14 @@ def test_stopping_a_cli_sweep_with_sigterm_leaves_no_point_running(tmp_path):
         assert "done" in final and "running" not in final and "queued" not in final, final
     finally:
         store.close()
+
+
+def test_only_well_formed_scheduler_addresses_are_used():
+    from dualviz.sweep import check_scheduler
+
+    assert check_scheduler(" tcp://10.0.0.5:8786 ") == "tcp://10.0.0.5:8786"
+    assert check_scheduler("tls://scheduler.example.org:8786")
+    for bad in ("http://x:1", "tcp://x", "tcp://x:0", "tcp://x:99999", "tcp://a b:1",
+                "file:///etc/passwd", "tcp://x:1/path"):
+        with pytest.raises(ConfigError):
+            check_scheduler(bad)
