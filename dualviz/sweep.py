@@ -74,6 +74,13 @@ class Sweep:
                 out.append(({**coords, "seed_index": i}, exp))
         return out
 
+    @property
+    def axes(self) -> tuple[str, str]:
+        """(x, series) of a gap-curve sweep: the varied fields other than arch, in order;
+        series "none" when only one is varied."""
+        x, *rest = [name for name, _ in self.vary if name != "arch"]
+        return x, rest[0] if rest else "none"
+
     def to_json(self) -> dict[str, Any]:
         return {"base": self.base.to_query(), "vary": [[n, list(v)] for n, v in self.vary],
                 "seeds": self.seeds}
@@ -329,11 +336,12 @@ def sweep_from_params(base: Experiment, params: dict[str, str]) -> tuple[Sweep, 
 def sweep_params(sweep: Sweep) -> dict[str, str]:
     """The URL keys of a gap-curve sweep (inverse of sweep_from_params)."""
     named = dict(sweep.vary)
-    x, *rest = [n for n in named if n != "arch"]
+    x, series = sweep.axes
     out = {"x": KNOBS_BY_NAME[x].key, "x-values": ",".join(map(str, named[x])),
-           "seeds": str(sweep.seeds), "series": KNOBS_BY_NAME[rest[0]].key if rest else "none"}
-    if rest:
-        out["series-values"] = ",".join(map(str, named[rest[0]]))
+           "seeds": str(sweep.seeds), "series": series}
+    if series != "none":
+        out["series"] = KNOBS_BY_NAME[series].key
+        out["series-values"] = ",".join(map(str, named[series]))
     return out
 
 

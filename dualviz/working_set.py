@@ -371,16 +371,30 @@ def _violated_rows(X: np.ndarray, masks: np.ndarray, columns: list[_Column],
 
 # -- the solver ---------------------------------------------------------------------------------
 
+def pattern_key(mask: np.ndarray) -> str:
+    """A pattern's bits as hex: names it across pattern sets of the same X."""
+    return np.packbits(mask).tobytes().hex()
+
+
+def columns_from_keys(masks: np.ndarray, keys) -> np.ndarray:
+    """The (pattern index, sign) columns of [pattern key, sign] pairs whose pattern is among
+    masks' rows."""
+    index = {pattern_key(row): i for i, row in enumerate(masks)}
+    found = {(index[k], int(s)) for k, s in keys if k in index and s in (1, -1)}
+    return np.array(sorted(found), dtype=int).reshape(-1, 2)
+
+
+def columns_to_keys(masks: np.ndarray, columns: np.ndarray) -> list[list]:
+    """Columns as [pattern key, sign]: portable between pattern sets of one X."""
+    return [[pattern_key(masks[i]), int(s)] for i, s in columns]
+
+
 def network_columns(net: Network, X: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """(pattern index, sign) of each neuron of a network whose pattern 1[X u >= 0] is in masks:
     the columns to start from when a trained network (or an earlier solve) is at hand."""
-    index = {row.tobytes(): i for i, row in enumerate(np.packbits(masks, axis=1))}
-    found = []
-    for u, a in zip(net.U.T, net.a, strict=True):
-        key = np.packbits(X @ u >= 0).tobytes()
-        if a != 0 and key in index:
-            found.append((index[key], 1 if a > 0 else -1))
-    return np.array(sorted(set(found)), dtype=int).reshape(-1, 2)
+    keys = [[pattern_key(X @ u >= 0), 1 if a > 0 else -1]
+            for u, a in zip(net.U.T, net.a, strict=True) if a != 0]
+    return columns_from_keys(masks, keys)
 
 
 def _dual_value(lam: np.ndarray, y: np.ndarray, scale_cap: float, objective: str) -> float:
@@ -415,18 +429,6 @@ def certify(X, y, beta: float, masks, V: np.ndarray, W: np.ndarray, lam: np.ndar
     network = rebuild(V, W, 0.0)
     return _certify(_Pricer(X, masks), X, y, beta, np.asarray(lam, dtype=float), network,
                     objective, tol)
-
-
-def columns_to_keys(masks: np.ndarray, columns: np.ndarray) -> list[list]:
-    """Columns as [pattern bits in hex, sign]: portable between pattern sets of one X."""
-    return [[np.packbits(masks[i]).tobytes().hex(), int(s)] for i, s in columns]
-
-
-def columns_from_keys(masks: np.ndarray, keys) -> np.ndarray:
-    """The (pattern index, sign) columns of `keys` whose pattern is among masks' rows."""
-    index = {row.tobytes().hex(): i for i, row in enumerate(np.packbits(masks, axis=1))}
-    found = {(index[k], int(s)) for k, s in keys if k in index and s in (1, -1)}
-    return np.array(sorted(found), dtype=int).reshape(-1, 2)
 
 
 def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
@@ -528,4 +530,4 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
 
 
 __all__ = ["Certificate", "WorkingSetResult", "certify", "columns_from_keys", "columns_to_keys",
-           "cone_violation", "network_columns", "solve_working_set"]
+           "cone_violation", "network_columns", "pattern_key", "solve_working_set"]

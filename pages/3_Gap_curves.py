@@ -37,7 +37,7 @@ if scheduler.strip():
     except ConfigError as exc:
         st.sidebar.error(str(exc))
         scheduler = ""
-x, series = sweep.vary[0][0], (sweep.vary[1][0] if len(sweep.vary) == 3 else "none")
+x, series = sweep.axes
 total = len({e.hash for _, e in sweep.points()})
 
 

@@ -9,9 +9,19 @@ import signal
 import subprocess
 import sys
 
+import streamlit as st
+
 from ..jobs import pid_alive
 from ..store import DATA_DIR_ENV
-from ..sweep import Sweep, stored_result
+from ..sweep import (
+    AXIS_KEYS,
+    DEFAULT_SETTINGS,
+    SERIES_KEYS,
+    Sweep,
+    stored_result,
+    sweep_from_params,
+    sweep_params,
+)
 from . import live
 
 
@@ -80,10 +90,6 @@ SETTING_KEYS = ("x", "x-values", "series", "series-values", "seeds")
 
 def settings_controls(base) -> tuple[Sweep, list[str]]:
     """Sidebar controls of the sweep's axes, kept in the URL next to the experiment's keys."""
-    import streamlit as st
-
-    from ..sweep import AXIS_KEYS, DEFAULT_SETTINGS, SERIES_KEYS, sweep_from_params, sweep_params
-
     url = {k: v for k, v in st.query_params.to_dict().items() if k in SETTING_KEYS}
     sweep, notes = sweep_from_params(base, {**DEFAULT_SETTINGS, **url})
     current = sweep_params(sweep)
