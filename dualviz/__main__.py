@@ -4,6 +4,7 @@
 Every option comes from the Experiment's knob table (``--target-rank`` is the URL key
 ``target-rank``), so ``--query`` with a page's query string computes the same experiment.
 Out-of-range values are clamped with a note on stderr; unusable input exits with status 2 and
+one line on stderr; a run whose solver failed prints its numbers, then exits with status 1 and
 one line on stderr.
 """
 
@@ -194,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     print(json.dumps(result.to_json(), indent=2) if args.json else summary(result))
+    if result.failure:  # the numbers above are kept; the status says they are not an answer
+        print(f"dualviz: failed: {result.failure}", file=sys.stderr)
+        return 1
     return 0
 
 

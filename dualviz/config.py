@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -283,16 +284,47 @@ def parse_knob(knob: Knob, value: Any) -> tuple[Any, str | None]:
     if math.isnan(number):
         return knob.default, f"{knob.key}: '{shown}' is not a number; using {knob.default}"
     assert knob.low is not None and knob.high is not None
-    if not knob.low <= number <= knob.high:
-        clamped = min(max(number, knob.low), knob.high)
+    high = upper_bound(knob)
+    if not knob.low <= number <= high:
+        clamped = min(max(number, knob.low), high)
         clamped = int(clamped) if knob.kind == "int" else clamped
+        why = "" if high == knob.high else f" (this server's cap, ${cap_variable(knob)})"
         return clamped, (f"{knob.key}: {shown} is outside [{_fmt_bound(knob.low)}, "
-                         f"{_fmt_bound(knob.high)}]; using {clamped}")
+                         f"{_fmt_bound(high)}]{why}; using {clamped}")
     if knob.kind == "int":
         whole = round(number)
         note = None if whole == number else f"{knob.key}: {shown} is not whole; using {whole}"
         return whole, note
     return number, None
+
+
+def env_number(name: str, default: float) -> float:
+    """A positive number from the environment, else the default (a typo must not stop a
+    server)."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 and math.isfinite(value) else default
+
+
+def cap_variable(knob: Knob) -> str:
+    """The environment variable that lowers a numeric knob's upper bound on a server."""
+    return f"DUALVIZ_MAX_{knob.name.upper()}"
+
+
+def upper_bound(knob: Knob) -> float:
+    """The knob's upper bound here: the table's, or lower where $DUALVIZ_MAX_<NAME> caps it
+    (a shared server limits the size and length of every job: N, width, iterations, ...).
+
+    A cap that is not a number, or is below the knob's lower bound, is ignored: a typo must
+    not stop a server."""
+    assert knob.high is not None and knob.low is not None
+    try:
+        cap = float(os.environ.get(cap_variable(knob), "inf"))
+    except ValueError:
+        return knob.high
+    return min(knob.high, cap) if knob.low <= cap else knob.high
 
 
 def _fmt_bound(x: float) -> str:

@@ -30,6 +30,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .config import env_number
+
 __all__ = [
     "MAX_FEATURES",
     "MAX_FILE_BYTES",
@@ -50,7 +52,7 @@ __all__ = [
 MAX_ROWS = 5000
 MAX_FEATURES = 500
 MAX_OUTPUTS = 50
-MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_FILE_BYTES = int(env_number("DUALVIZ_MAX_UPLOAD_MB", 20) * 1024 * 1024)
 
 SPECTRA = ("equal", "linear", "geometric")
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import cvxpy as cp
 import numpy as np
@@ -22,6 +24,7 @@ from .theory import (
     t_upper,
 )
 
+T = TypeVar("T")
 DEFAULT_SOLVER = "CLARABEL"
 GOOD_STATUSES = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 # Tighter than Clarabel's defaults (1e-8), so CVXPY agrees with the closed forms to ~1e-9.
@@ -44,14 +47,32 @@ class DualResult:
     certified: bool | None = None
 
 
-def _solve(problem: cp.Problem, solver: str) -> tuple[float | None, str]:
+def guarded(solve: Callable[[], T]) -> tuple[T | None, str | None]:
+    """(solve(), None), or (None, the error in one line) when the solver breaks down.
+
+    Clarabel reports some numerical breakdowns as a Rust panic, which Python sees as a
+    BaseException (pyo3's PanicException): caught here, so a job fails with a status instead
+    of a traceback. Interrupts still propagate.
+    """
     try:
+        return solve(), None
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        return None, f"{type(exc).__name__}: {first_line}"
+
+
+def _solve(problem: cp.Problem, solver: str) -> tuple[float | None, str]:
+    def solve() -> None:
         with warnings.catch_warnings():
             # The status says whether the solution is accurate; the warning would only repeat it.
             warnings.simplefilter("ignore", UserWarning)
             problem.solve(solver=solver, **SOLVER_OPTIONS.get(solver, {}))
-    except cp.SolverError as exc:
-        return None, f"solver_error: {str(exc).splitlines()[0]}"
+
+    _, error = guarded(solve)
+    if error is not None:
+        return None, f"solver_error: {error}"
     status = str(problem.status)
     return (float(problem.value) if status in GOOD_STATUSES else None), status
 

@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Experiment
-from .store import ACTIVE, JobRecord, Store
+from .config import Experiment, env_number
+from .store import ACTIVE, JobRecord, Store, pid_alive
 
 DEFAULT_TIME_LIMIT = 600.0  # seconds of wall time per job
+DEFAULT_MAX_QUEUED = 100  # jobs waiting per server; more sessions are told the server is busy
 WATCHER_TIMEOUT = 120.0  # seconds without a poll after which a session counts as gone
 TICK = 0.05  # seconds between scheduler passes
 
@@ -40,36 +41,17 @@ def _import_path() -> str:
     return os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
 
 
-def _env_number(name: str, default: float) -> float:
-    """A positive number from the environment, else the default (a typo must not stop a
-    server)."""
-    try:
-        value = float(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 def default_max_running() -> int:
     """$DUALVIZ_MAX_JOBS, else the number of cores."""
-    return int(_env_number("DUALVIZ_MAX_JOBS", os.cpu_count() or 1))
+    return int(env_number("DUALVIZ_MAX_JOBS", os.cpu_count() or 1))
 
 
-def pid_alive(pid: int | None) -> bool:
-    """A process with this pid exists and is not a zombie (exited, not yet reaped)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(") ", 1)[-1][:1] != "Z"
-    except OSError:
-        return False
+def busy_record(job_hash: str, query: str, waiting: int, cap: int) -> JobRecord:
+    """What a session sees for a job the full queue refused: nothing is stored; the page asks
+    again until a place frees up."""
+    return JobRecord(job_hash, query, "busy", time.time(), None, None, None,
+                     f"the server's queue is full ({waiting} runs waiting, the cap is {cap}); "
+                     "this run starts as soon as a place frees up", None, None)
 
 
 @dataclass(frozen=True)
@@ -85,7 +67,8 @@ class JobView:
 
     @property
     def active(self) -> bool:
-        return self.record.status in ACTIVE
+        """Still to change: queued, running, or refused by a full queue (asked again)."""
+        return self.record.status in (*ACTIVE, "busy")
 
 
 class JobManager:
@@ -93,11 +76,13 @@ class JobManager:
 
     def __init__(self, data_dir: Path | str | None = None, max_running: int | None = None,
                  time_limit: float | None = None,
-                 watcher_timeout: float = WATCHER_TIMEOUT):
+                 watcher_timeout: float = WATCHER_TIMEOUT, max_queued: int | None = None):
         self.store = Store(data_dir)
         self.data_dir = str(self.store.data_dir)
         self.max_running = max(1, max_running or default_max_running())
-        self.time_limit = time_limit or _env_number("DUALVIZ_JOB_TIME_LIMIT", DEFAULT_TIME_LIMIT)
+        self.time_limit = time_limit or env_number("DUALVIZ_JOB_TIME_LIMIT", DEFAULT_TIME_LIMIT)
+        self.max_queued = max(1, max_queued or int(env_number("DUALVIZ_MAX_QUEUED",
+                                                              DEFAULT_MAX_QUEUED)))
         self.watcher_timeout = watcher_timeout
         self.interrupted_at_start = self.store.mark_interrupted()
         self._lock = threading.RLock()
@@ -118,7 +103,8 @@ class JobManager:
     # -- what sessions call -------------------------------------------------------------------
     def focus(self, watcher: str, experiments: list[Experiment]) -> list[JobView]:
         """`watcher` now looks at exactly these experiments: attach to their jobs (creating them
-        if nothing usable is stored), and cancel jobs that nobody looks at any more."""
+        if nothing usable is stored, while the queue has room), and cancel jobs that nobody
+        looks at any more."""
         wanted = {e.hash for e in experiments}
         with self._lock:
             if experiments:
@@ -130,13 +116,19 @@ class JobManager:
                     watchers.discard(watcher)
                     if not watchers:
                         self._cancel(job_hash)
+            refused = {}
             for exp in experiments:
                 self._watchers.setdefault(exp.hash, set()).add(watcher)
                 record = self.store.job(exp.hash)
                 if record is None or record.status in ("cancelled", "interrupted") \
                         or self._orphaned(record):
+                    waiting = len(self.store.jobs_with_status("queued"))
+                    if waiting >= self.max_queued:
+                        refused[exp.hash] = JobView(busy_record(exp.hash, exp.to_query(),
+                                                                waiting, self.max_queued), None)
+                        continue
                     self.store.create_job(exp.hash, exp.to_query())
-        return [self.view(e.hash) for e in experiments]
+        return [refused.get(e.hash) or self.view(e.hash) for e in experiments]
 
     def _orphaned(self, record: JobRecord) -> bool:
         """Running in a process that is gone and not ours (a killed sweep's point)."""
@@ -163,6 +155,13 @@ class JobManager:
         record = self.store.job(job_hash)
         if record is None:
             raise KeyError(job_hash)
+        if record.status == "running" and record.hash not in self._processes:
+            with self._lock:  # the scheduler may be ending this very process: let it finish
+                record = self.store.job(job_hash) or record
+                if self._orphaned(record):  # died with an old server, or a killed sweep
+                    self.store.finish(job_hash, "interrupted",
+                                      error="the process computing this job ended; run it again")
+                    record = self.store.job(job_hash) or record
         position = None
         if record.status == "queued":
             queued = [j.hash for j in self.store.jobs_with_status("queued")]

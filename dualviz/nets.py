@@ -98,10 +98,18 @@ class Net(torch.nn.Module):
         for i, w in enumerate(ws):
             _, fan_in, fan_out = w.shape
             if i == 0:
-                values = torch.linalg.svdvals(w.permute(1, 0, 2).reshape(fan_in, -1))
+                values = singular_values(w.permute(1, 0, 2).reshape(fan_in, -1))
             elif i == len(ws) - 1:
-                values = torch.linalg.svdvals(w.reshape(-1, fan_out))
+                values = singular_values(w.reshape(-1, fan_out))
             else:
-                values = torch.linalg.svdvals(w).flatten().sort(descending=True).values
-            out.append(values.tolist())
+                values = sorted((x for block in w for x in singular_values(block)), reverse=True)
+            out.append(values)
         return out
+
+
+def singular_values(matrix: torch.Tensor) -> list[float]:
+    """The singular values, largest first; none for a matrix with NaN or inf entries (a
+    diverged run: the SVD has no answer there, and the run must still report)."""
+    if not bool(torch.isfinite(matrix).all()):
+        return []
+    return torch.linalg.svdvals(matrix).tolist()

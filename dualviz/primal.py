@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .config import Experiment
-from .nets import DTYPE, Net
+from .nets import DTYPE, Net, singular_values
 
 RESIDUAL_TOL = 1e-6
 SNAPSHOT_EVERY = 10  # optimizer iterations between snapshots (L-BFGS); Adam uses 5x this
@@ -79,7 +79,7 @@ def _snapshot(net: Net, X, Y, probe, restart, iteration, objective_kind, started
         loss = 0.5 * float(torch.sum(diff**2))
         reg = float(net.regularizer())
         residual = float(torch.linalg.norm(diff) / torch.linalg.norm(Y).clamp_min(1e-300))
-        sv = torch.linalg.svdvals(net.end_to_end()).tolist() if not net.relu else []
+        sv = singular_values(net.end_to_end()) if not net.relu else []
     objective = reg if objective_kind == "interpolation" else loss + reg
     return Snapshot(restart, iteration, objective, loss, reg, residual, sv,
                     net.layer_singular_values(), time.perf_counter() - started, done, fitted)

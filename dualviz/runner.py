@@ -62,6 +62,11 @@ class RunResult:
             return None
         return self.gap / abs(self.dual.value)
 
+    @property
+    def failure(self) -> str | None:
+        """Why this run failed (a solver broke down), or None. Its numbers are kept either way."""
+        return run_failure(self.dual, self.primal)
+
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON schema (also what the store keeps)."""
         primal = asdict(self.primal)
@@ -77,7 +82,45 @@ class RunResult:
             **bounds,
             "gap": self.gap,
             "relative_gap": self.relative_gap,
+            "failure": self.failure,
         })
+
+
+_DUAL_TROUBLE = {
+    "infeasible": "the program has no feasible point: no network fits these targets exactly "
+                  "(e.g. equal inputs with different targets); use the squared loss",
+    "unbounded": "the dual is unbounded, so the primal is infeasible: Y is not in the range "
+                 "of X and no network interpolates it; use the squared loss",
+}
+
+
+def dual_failure(dual: DualResult) -> str | None:
+    """The dual or convex solver's breakdown as one sentence, or None if it gave an answer.
+
+    An answer is a value or a certified bracket; "not computed" (deep ReLU nets on general
+    data) is a deliberate absence, not a failure.
+    """
+    for word, why in _DUAL_TROUBLE.items():
+        if dual.status.startswith(word):  # a bracket's lower end says nothing then
+            return f"{dual.method}: {dual.status.split(':')[0]}: {why}"
+    if dual.value is not None or dual.lower is not None or dual.status == "not computed":
+        return None
+    return (f"{dual.method}: numerical trouble (status '{dual.status}'): try a larger beta, "
+            "fewer samples or rescaled data")
+
+
+def primal_failure(primal: PrimalResult) -> str | None:
+    """Training that diverged (NaN or inf) in every restart, or None."""
+    if primal.restarts and not any(math.isfinite(r.value) for r in primal.restarts):
+        return (f"training diverged: the objective became NaN or inf in all "
+                f"{len(primal.restarts)} restarts; lower the learning rate or rescale the data")
+    return None
+
+
+def run_failure(dual: DualResult, primal: PrimalResult) -> str | None:
+    """Every reason a run failed, joined, or None."""
+    reasons = [r for r in (dual_failure(dual), primal_failure(primal)) if r]
+    return "; ".join(reasons) or None
 
 
 def _finite(value: Any) -> Any:

@@ -77,6 +77,23 @@ def default_data_dir() -> Path:
     return Path(cache) / "dualviz"
 
 
+def pid_alive(pid: int | None) -> bool:
+    """A process with this pid exists and is not a zombie (exited, not yet reaped)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(") ", 1)[-1][:1] != "Z"
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class JobRecord:
     hash: str
@@ -166,6 +183,11 @@ class Store:
             (status, time.time(), json.dumps(result) if result is not None else None, error,
              job_hash))
 
+    def finish_result(self, job_hash: str, result: dict[str, Any]) -> None:
+        """A run that completed: done, or failed for its `failure` (its numbers are kept)."""
+        failure = result.get("failure")
+        self.finish(job_hash, "failed" if failure else "done", result=result, error=failure)
+
     @_locked
     def jobs_with_status(self, *statuses: str) -> list[JobRecord]:
         marks = ",".join("?" * len(statuses))
@@ -175,12 +197,17 @@ class Store:
 
     @_locked
     def mark_interrupted(self) -> int:
-        """After a server restart: jobs that were queued or running have no process left."""
-        cursor = self._db.execute(
+        """After a server restart: queued jobs, and running ones whose process is gone, will
+        never finish. A point of a sweep whose driver outlived the server is left running."""
+        rows = self._db.execute("SELECT hash, status, pid FROM jobs "
+                                "WHERE status IN ('queued', 'running')").fetchall()
+        dead = [(h,) for h, status, pid in rows if status == "queued" or not pid_alive(pid)]
+        self._db.executemany(
             "UPDATE jobs SET status = 'interrupted', finished = ?, "
             "error = 'the server stopped before this job finished; run it again' "
-            "WHERE status IN ('queued', 'running')", (time.time(),))
-        return cursor.rowcount
+            "WHERE hash = ? AND status IN ('queued', 'running')",
+            [(time.time(), h) for (h,) in dead])
+        return len(dead)
 
     # -- snapshots ----------------------------------------------------------------------------
     @_locked
@@ -240,6 +267,12 @@ class Store:
         """(status, pid) of a sweep's driver, or None if it never ran."""
         row = self._db.execute("SELECT status, pid FROM sweeps WHERE key = ?", (key,)).fetchone()
         return None if row is None else (row[0], row[1])
+
+    @_locked
+    def running_sweeps(self) -> list[str]:
+        """Keys of the sweeps whose driver is alive."""
+        rows = self._db.execute("SELECT key, pid FROM sweeps WHERE status = 'running'")
+        return [key for key, pid in rows.fetchall() if pid_alive(pid)]
 
     @_locked
     def sweep_started_at(self, key: str) -> float | None:

@@ -167,8 +167,10 @@ def dask_executor(address: str) -> tuple[Executor, Any]:
 
 
 def stored_result(store: Store, exp: Experiment) -> dict[str, Any] | None:
+    """The stored result of a completed run (a solver failure keeps its numbers), else None."""
     record = store.job(exp.hash)
-    return record.result if record is not None and record.status == "done" else None
+    return record.result if record is not None and record.status in ("done", "failed") \
+        else None
 
 
 def run_sweep(sweep: Sweep, store: Store, executor: Executor,
@@ -179,7 +181,8 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
               max_pending: int | None = None) -> list[tuple[dict, Experiment, dict | None]]:
     """Solve every point not already stored, storing each result as it completes.
 
-    Returns (coords, experiment, result JSON or None if it failed) per point, in grid order.
+    Returns (coords, experiment, result JSON or None if its process failed) per point, in grid
+    order; a solver failure keeps its result, with `failure` set.
     on_result is called once per point (stored ones first). should_stop is polled between
     completions: pending points are cancelled, finished ones are kept. At most max_pending
     points are in flight (default: all), so a stop does not leave a long queue behind.
@@ -228,7 +231,8 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
                     result = None
                     progress.failed += 1
                 else:
-                    store.finish(exp.hash, "done", result=result)
+                    store.finish_result(exp.hash, result)
+                    progress.failed += bool(result.get("failure"))
                 results[exp.hash] = result
                 progress.done += 1
                 if on_result:
@@ -274,7 +278,8 @@ def rows(points: Iterable[tuple[dict, Experiment, dict | None]]) -> list[dict[st
                     "primal": (result.get("primal") or {}).get("value"),
                     "dual": (result.get("dual") or {}).get("value"),
                     "gap": result.get("gap"), "relative_gap": result.get("relative_gap"),
-                    "hash": exp.hash, "status": "done" if result else "failed"})
+                    "hash": exp.hash,
+                    "status": "done" if result and not result.get("failure") else "failed"})
     return out
 
 

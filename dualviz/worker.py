@@ -51,7 +51,7 @@ def execute(job_hash: str, query: str, data_dir: str) -> None:
         result = run(exp, uploaded, on_snapshot, on_bounds=on_bounds,
                      warm_start=store.warm_start)
         store.append_snapshots(job_hash, buffer)
-        store.finish(job_hash, "done", result=result.to_json())
+        store.finish_result(job_hash, result.to_json())
     except Exception as exc:  # a failed job is stored with its message; the pool goes on
         store.append_snapshots(job_hash, buffer)
         message = f"{type(exc).__name__}: {exc}".strip()

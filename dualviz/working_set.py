@@ -44,6 +44,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import nnls
 
+from .dual import guarded
 from .relu_convex import (
     Network,
     _check_data,
@@ -332,7 +333,9 @@ def _solve_restricted(X: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarr
     settings.verbose = False
     for key, value in (TIGHT if tight else LOOSE).items():
         setattr(settings, key, value)
-    solution = clarabel.DefaultSolver(P, q, A, b, cones, settings).solve()
+    solution, error = guarded(clarabel.DefaultSolver(P, q, A, b, cones, settings).solve)
+    if solution is None:
+        return f"solver_error: {error}", None, None
     status = str(solution.status).split(".")[-1]
     if status not in GOOD:
         return status, None, None

@@ -51,8 +51,12 @@ def live_curves():
             sweeps.stop(sweep)
             st.rerun()
     elif st.button("Run" if not found else "Resume", type="primary", key="sweep_run"):
-        sweeps.start(sweep, scheduler.strip() or None)
-        st.rerun()
+        st.session_state["sweep_refusal"] = sweeps.refusal()
+        if not st.session_state["sweep_refusal"]:
+            sweeps.start(sweep, scheduler.strip() or None)
+            st.rerun()
+    if not busy and st.session_state.get("sweep_refusal"):
+        st.warning(st.session_state["sweep_refusal"])
     done = len({e.hash for _, e, _ in found})
     eta = sweeps.eta_seconds(sweep, total, done) if busy else None
     st.progress(done / max(total, 1), text=f"{done} of {total} points"

@@ -65,9 +65,10 @@ def run_main(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def run_json(capsys, *argv: str) -> tuple[dict, str]:
+def run_json(capsys, *argv: str, status: int = 0) -> tuple[dict, str]:
+    """The JSON of a run; status 1 for a run whose solver failed (its numbers still print)."""
     code, out, err = run_main(capsys, "--json", *argv)
-    assert code == 0, err
+    assert code == status, err
     return json.loads(out), err
 
 
@@ -367,8 +368,10 @@ def test_non_number_exits_2(capsys) -> None:
 
 
 def test_infeasible_interpolation_reports_unbounded(capsys, files) -> None:
-    result, _ = run_json(capsys, "--data", str(files["infeasible.npz"]),
-                         "--iterations", "30", "--restarts", "1")
+    result, err = run_json(capsys, "--data", str(files["infeasible.npz"]),
+                           "--iterations", "30", "--restarts", "1", status=1)
+    assert err.strip().splitlines()[-1].startswith("dualviz: failed: ")
+    assert "unbounded" in result["failure"]
     assert result["experiment"]["objective"] == "interpolation"
     assert result["dual"]["status"] == "unbounded"
     assert result["dual"]["value"] is None
@@ -380,7 +383,7 @@ def test_infeasible_interpolation_reports_unbounded(capsys, files) -> None:
 
 def test_infeasible_interpolation_has_no_closed_form(capsys, files) -> None:
     result, _ = run_json(capsys, "--data", str(files["infeasible.npz"]),
-                         "--iterations", "1", "--restarts", "1")
+                         "--iterations", "1", "--restarts", "1", status=1)
     closed = result["closed_form"]
     assert closed["primal"] is None or math.isinf(closed["primal"])
     assert closed["dual"] is None or math.isinf(closed["dual"])

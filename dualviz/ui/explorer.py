@@ -4,6 +4,7 @@ the standard-vs-parallel comparison. A page supplies its controls and its main f
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -80,15 +81,20 @@ def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels
     other_arch = "parallel" if exp.arch == "standard" else "standard"
     counterpart = exp.replace(arch=other_arch)[0]
     views = live.manager().focus(live.watcher_id(), [exp, counterpart])
-    polling = any(v.active for v in views)
+    every = live.poll_seconds(views)
+    polling = every is not None
+    asked = time.monotonic()
 
-    @st.fragment(run_every=live.POLL_SECONDS if polling else None)
+    @st.fragment(run_every=every)
     def draw() -> None:
         manager = live.manager()
         manager.touch(live.watcher_id())
-        featured, other = manager.view(exp.hash), manager.view(counterpart.hash)
-        if polling and "cancelled" in (featured.status, other.status):
-            st.rerun()  # this tab was idle long enough to lose its jobs: ask for them again
+        featured, other = (live.refresh(v) for v in views)
+        statuses = (featured.status, other.status)
+        if polling and time.monotonic() - asked >= every and \
+                any(s in statuses for s in ("cancelled", "interrupted", "busy")):
+            # this tab lost its jobs (idle too long, a restart) or the queue was full: ask again
+            st.rerun()
         snaps = live.snapshots(featured)
         now = explain.readout(exp, featured.record.bounds, featured.record.result, snaps)
 

@@ -11,6 +11,7 @@ from ..jobs import JobManager, JobView
 from ..primal import Snapshot
 
 POLL_SECONDS = 0.25  # the live view polls the store 4 times a second while a job runs
+BUSY_RETRY_SECONDS = 2.0  # a session the full queue refused asks again this often
 _SNAPSHOTS = "_dualviz_snapshots"
 
 
@@ -40,9 +41,23 @@ def snapshots(view: JobView) -> list[Snapshot]:
     return seen
 
 
+def refresh(view: JobView) -> JobView:
+    """The job's latest state (a refused one stays refused until the page asks again)."""
+    return view if view.status == "busy" else manager().view(view.record.hash)
+
+
+def poll_seconds(views: list[JobView]) -> float | None:
+    """How often the live view redraws: None once every job has ended."""
+    if any(v.status == "busy" for v in views):
+        return BUSY_RETRY_SECONDS
+    return POLL_SECONDS if any(v.active for v in views) else None
+
+
 def status_line(view: JobView) -> str:
     """A short status for a job."""
     record = view.record
+    if record.status == "busy":
+        return f"waiting: {record.error}"
     if record.status == "queued":
         if not manager().ready.is_set():
             return "queued: the solvers are warming up (first run after the server started)"

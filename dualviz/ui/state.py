@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from ..config import GROUPS, KNOBS, KNOBS_BY_KEY, Experiment, Knob
+from ..config import GROUPS, KNOBS, KNOBS_BY_KEY, Experiment, Knob, upper_bound
 
 _APPLIED = "_dualviz_applied_query"  # the query string the widgets currently reflect
 _NOTES = "_dualviz_pending_notes"
@@ -67,11 +67,11 @@ def _widget(knob: Knob) -> Any:
     if knob.kind == "bool":
         return st.checkbox(knob.label, key=key, help=help_text)
     if knob.kind == "int":
-        low, high = int(knob.low), int(knob.high)
+        low, high = int(knob.low), int(upper_bound(knob))
         if high - low <= 30:
             return st.slider(knob.label, low, high, key=key, help=help_text)
         return st.number_input(knob.label, low, high, step=1, key=key, help=help_text)
-    return st.number_input(knob.label, float(knob.low), float(knob.high), key=key,
+    return st.number_input(knob.label, float(knob.low), float(upper_bound(knob)), key=key,
                            format="%.6g", help=help_text)
 
 

@@ -11,8 +11,8 @@ import sys
 
 import streamlit as st
 
-from ..jobs import pid_alive
-from ..store import DATA_DIR_ENV
+from ..config import env_number
+from ..store import DATA_DIR_ENV, pid_alive
 from ..sweep import (
     AXIS_KEYS,
     DEFAULT_SETTINGS,
@@ -27,12 +27,25 @@ from . import live
 
 def command(sweep: Sweep, scheduler: str | None) -> list[str]:
     argv = [sys.executable, "-m", "dualviz", "sweep", "--query", sweep.base.to_query(),
-            "--seeds", str(sweep.seeds)]
+            "--seeds", str(sweep.seeds), "--workers", str(live.manager().max_running)]
     for name, values in sweep.vary:
         argv += ["--vary", f"{name}={','.join(map(str, values))}"]
     if scheduler:
         argv += ["--scheduler", scheduler]
     return argv
+
+
+DEFAULT_MAX_SWEEPS = 1  # sweeps started from pages running at once per server
+
+
+def refusal() -> str | None:
+    """Why a new sweep cannot start now (the server's cap, $DUALVIZ_MAX_SWEEPS), or None."""
+    cap = int(env_number("DUALVIZ_MAX_SWEEPS", DEFAULT_MAX_SWEEPS))
+    busy = len(live.manager().store.running_sweeps())
+    if busy < cap:
+        return None
+    return (f"{busy} sweep(s) already running on this server (the cap is {cap}): try again "
+            "when one has finished. Points already stored are shown meanwhile.")
 
 
 def start(sweep: Sweep, scheduler: str | None = None) -> None:
@@ -66,7 +79,7 @@ def eta_seconds(sweep: Sweep, total: int, done: int) -> float | None:
         return None
     started = store.sweep_started_at(sweep.key)
     finished = [j.finished for _, e in sweep.points()
-                if (j := store.job(e.hash)) is not None and j.status == "done"
+                if (j := store.job(e.hash)) is not None and j.result is not None
                 and j.finished is not None and started is not None and j.finished >= started]
     if not finished:
         return None
