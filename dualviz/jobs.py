@@ -243,6 +243,8 @@ class JobManager:
         pid = self._started.get(timeout=30)
         self._processes[record.hash] = pid
         self.store.mark_running(record.hash, pid)
+        # One line per computation in the server's log (the load benchmark counts them).
+        print(f"dualviz jobs: started {record.hash} as pid {pid}", flush=True)
 
     def _end_process(self, job_hash: str) -> None:
         """End a job's process and wait until the launcher has reaped it."""
