@@ -3,8 +3,9 @@
 import streamlit as st
 
 from dualviz.data import spectrum_values
-from dualviz.presets import PRESETS
+from dualviz.presets import PRESETS, PREVIEW_KNOBS
 from dualviz.theory import interpolation_rescaled_dual, interpolation_rescaled_standard
+from dualviz.ui import state
 
 st.set_page_config(page_title="dualviz: duality gaps of deep networks", layout="wide")
 
@@ -31,15 +32,11 @@ st.caption(
 )
 left, right = st.columns([1, 2])
 with left:
-    # bound to the URL (preview-depth=..., ...): the home page's state travels in a link too
-    depth = st.slider("Depth L", 2, 10, 3, help="Number of weight layers.",
-                      key="preview-depth", bind="query-params")
-    rank = st.slider("rank(W*)", 1, 10, 2, help="Rank of the target map.",
-                     key="preview-rank", bind="query-params")
-    profile = st.selectbox("Singular values of W*", ("equal", "linear", "geometric"),
-                           help="equal: all 2; linear: 2, 2(r-1)/r, ...; geometric: 2, 1, 0.5, ...",
-                           key="preview-spectrum", bind="query-params")
-sigma = spectrum_values(profile, rank)
+    # in the URL (preview-depth=..., ...): the home page's state travels in a link too
+    preview, notes = state.linked_controls(PREVIEW_KNOBS)
+    state.show_notes(notes)
+depth, rank = preview["preview_depth"], preview["preview_rank"]
+sigma = spectrum_values(preview["preview_spectrum"], rank)
 primal = interpolation_rescaled_standard(sigma, 1.0, 1.0, depth)
 dual = interpolation_rescaled_dual(sigma, 1.0, 1.0, depth)
 with right:

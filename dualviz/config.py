@@ -203,7 +203,7 @@ class Experiment:
 
     def to_params(self) -> dict[str, str]:
         """URL key -> text of every knob, in table order."""
-        return {k.key: _format(k, getattr(self, k.name)) for k in KNOBS}
+        return {k.key: format_value(k, getattr(self, k.name)) for k in KNOBS}
 
     def to_query(self) -> str:
         """Every knob, in table order, so a link does not depend on today's defaults."""
@@ -245,7 +245,8 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _format(knob: Knob, value: Any) -> str:
+def format_value(knob: Knob, value: Any) -> str:
+    """A knob's value as URL text."""
     if knob.kind == "bool":
         return "1" if value else "0"
     return repr(value) if knob.kind == "float" else str(value)

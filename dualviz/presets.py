@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import Knob
+from .data import SPECTRA
+
 LINEAR_PAGE = "pages/1_Deep_linear_explorer.py"
 RELU_PAGE = "pages/2_ReLU_networks.py"
 GAP_PAGE = "pages/3_Gap_curves.py"
@@ -81,4 +84,17 @@ PRESETS: tuple[Preset, ...] = (
         "r^((L-2)/2).",
         "Rank 1 and depth 2 stay at P/D = 1; for rank r >= 2 the standard curves climb with "
         "depth while the parallel ones stay flat."),
+)
+
+
+# The home page's instant preview: its own small knob table, kept in the URL like the
+# explorers' (a link sets it, bad values are clamped with a note).
+PREVIEW_KNOBS = (
+    Knob("preview_depth", "int", 3, "preview", "Depth L", "Number of weight layers.",
+         low=2, high=10, restarts=False),
+    Knob("preview_rank", "int", 2, "preview", "rank(W*)", "Rank of the target map.",
+         low=1, high=10, restarts=False),
+    Knob("preview_spectrum", "choice", "equal", "preview", "Singular values of W*",
+         "equal: all 2; linear: 2, 2(r-1)/r, ...; geometric: 2, 1, 0.5, ...",
+         choices=SPECTRA, restarts=False),
 )

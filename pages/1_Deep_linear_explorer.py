@@ -17,8 +17,7 @@ exp, notes = state.experiment_controls(
     {k.name for k in KNOBS} - {"data", "regression_target", "rank_one_target", "relu_solver",
                                *LINEAR_ONLY},
     fixed=LINEAR_ONLY)
-for note in notes:
-    st.warning(f"Adjusted: {note}")
+state.show_notes(notes)
 uploaded = explorer.data_source(exp)
 
 

@@ -21,8 +21,7 @@ START = {"dataset": "regression", "d": 1, "n": 20, "depth": 2, "objective": "squ
 exp, notes = state.experiment_controls(
     {k.name for k in KNOBS} - {"data", "activation", "whiten", "spectrum"},
     fixed={"activation": "relu"}, defaults=START)
-for note in notes:
-    st.warning(f"Adjusted: {note}")
+state.show_notes(notes)
 uploaded = explorer.data_source(exp)
 data = dataset_for(exp, uploaded)
 

@@ -25,8 +25,7 @@ base, notes = state.experiment_controls(
     fixed={"activation": "linear", "dataset": "low-rank"}, defaults=START,
     keep=sweeps.SETTING_KEYS)
 sweep, sweep_notes = sweeps.settings_controls(base)
-for note in notes + sweep_notes:
-    st.warning(f"Adjusted: {note}")
+state.show_notes(notes + sweep_notes)
 
 scheduler = st.sidebar.text_input(
     "Dask scheduler (optional)", os.environ.get(SCHEDULER_ENV, ""),

@@ -1,5 +1,6 @@
 """Helpers for AppTest tests of the explorer pages: open from a link, wait for the jobs."""
 
+import re
 import time
 from pathlib import Path
 
@@ -38,3 +39,12 @@ def run_until_done(at: AppTest, timeout: float = 180.0) -> AppTest:
 
 def metric(at: AppTest, prefix: str) -> float:
     return float(next(m for m in at.metric if m.label.startswith(prefix)).value)
+
+
+def shown(markdown: str) -> str:
+    """The text a markdown element displays, for text the app escaped (escape_markdown)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def warnings(at: AppTest) -> list[str]:
+    return [shown(w.value) for w in at.warning]

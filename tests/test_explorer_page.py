@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from apptest_support import ROOT, metric, run_until_done, status_caption
+from apptest_support import ROOT, metric, run_until_done, shown, status_caption
 from apptest_support import open_page as open_explorer
 from streamlit.testing.v1 import AppTest
 
@@ -55,7 +55,7 @@ def test_controls_write_the_url_and_start_the_changed_experiment():
 
 def test_out_of_range_link_values_are_clamped_with_a_visible_note():
     at = open_page("depth=99&beta=nan&iterations=50&restarts=1&foo=bar")
-    warnings = " ".join(w.value for w in at.warning)
+    warnings = " ".join(shown(w.value) for w in at.warning)
     assert "depth: 99 is outside [2, 10]; using 10" in warnings
     assert "beta: 'nan' is not a number" in warnings
     assert at.query_params["depth"] == "10"
@@ -69,7 +69,7 @@ def test_clamped_combinations_reseed_the_controls():
     assert not at.exception
     assert at.query_params["target-rank"] == "1"
     assert at.slider(key="knob_target_rank").value == 1
-    assert any("target-rank" in w.value for w in at.warning)
+    assert any("target-rank" in shown(w.value) for w in at.warning)
 
 
 def ha_npz() -> bytes:
@@ -86,7 +86,7 @@ def test_uploading_ha_reproduces_design_values():
     at.run()
     assert not at.exception
     assert at.query_params["data"] != "synthetic"
-    assert any("ha.npz" in i.value for i in at.info)
+    assert any("ha.npz" in shown(i.value) for i in at.info)
     run_until_done(at)
     assert metric(at, "P (trained") == pytest.approx(4.6465, abs=5e-5)
     assert metric(at, "D (CVXPY)") == pytest.approx(3.3315, abs=5e-5)
@@ -98,7 +98,7 @@ def test_a_bad_upload_gets_one_clear_message_and_the_page_keeps_working():
     at.sidebar.file_uploader[0].set_value(("bad.csv", b"x1,y\n1,oops\n", "text/csv"))
     at.run()
     assert not at.exception
-    errors = [e.value for e in at.sidebar.error]
+    errors = [shown(e.value) for e in at.sidebar.error]
     assert len(errors) == 1 and "bad.csv" in errors[0] and "oops" in errors[0]
     assert at.query_params["data"] == "synthetic"
     run_until_done(at)

@@ -2,7 +2,7 @@
 
 import time
 
-from apptest_support import open_page
+from apptest_support import open_page, shown
 
 PAGE = "3_Gap_curves.py"
 QUERY = "x-values=2,3&series-values=1,2&iterations=60&restarts=1&objective=squared&n=8&d=4&k=3"
@@ -35,6 +35,6 @@ def test_a_sweep_runs_from_the_page_and_its_points_arrive():
 
 def test_bad_sweep_settings_in_a_link_are_clamped_with_notes():
     at = open_page(PAGE, "x=%3Cscript%3E&x-values=1e308&seeds=nan&series=bogus")
-    notes = " ".join(w.value for w in at.warning)
+    notes = " ".join(shown(w.value) for w in at.warning)
     assert "x:" in notes and "seeds:" in notes and "series:" in notes
     assert at.query_params["x"] == "depth" and at.query_params["seeds"] == "1"

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from apptest_support import shown
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).parents[1] / "app.py"
@@ -70,6 +71,11 @@ def test_a_link_sets_the_preview_controls():
     ratio = float(next(m for m in at.metric if m.label == "P / D").value)
     assert ratio == pytest.approx(equal_spectrum_ratio(3, 5, "standard"), abs=1e-4)
     at = AppTest.from_file(str(APP))
-    at.query_params = {"preview-depth": "99"}  # out of range: the default, page still works
-    at.run()
-    assert not at.exception and at.slider[0].value == 3
+    at.query_params = {"preview-depth": "99", "preview-spectrum": "![x](http://evil/x.png)"}
+    at.run()  # out of range: the nearest value; not a choice: the default; each with a note
+    assert not at.exception and at.slider[0].value == 10
+    assert at.selectbox[0].value == "equal"
+    warnings = [w.value for w in at.warning]
+    assert any(shown(w).startswith("Adjusted: preview-depth: 99 is outside") for w in warnings)
+    assert any("\\!\\[x\\]" in w for w in warnings)  # shown as typed, never an image
+    assert at.query_params["preview-depth"] == "10"

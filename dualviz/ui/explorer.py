@@ -42,7 +42,8 @@ def data_source(exp: Experiment) -> Dataset | None:
         try:
             dataset = load_file(upload, upload.name)
         except DataError as exc:
-            st.sidebar.error(f"{upload.name}: {exc}")
+            message = str(exc) if upload.name in str(exc) else f"{upload.name}: {exc}"
+            st.sidebar.error(state.escape_markdown(message))
         else:
             store.save_dataset(dataset)
             state.set_experiment(exp.replace(data=dataset.digest)[0])
@@ -58,7 +59,8 @@ def data_source(exp: Experiment) -> Dataset | None:
             st.rerun()
         st.stop()
     left, right = st.columns([4, 1])
-    left.info(f"Data: {dataset.name} (N = {dataset.n}, d = {dataset.d}, K = {dataset.k}); "
+    left.info(f"Data: {state.escape_markdown(dataset.name)} (N = {dataset.n}, d = {dataset.d}, "
+              f"K = {dataset.k}); "
               "the synthetic data settings are ignored.")
     if right.button("Use synthetic data"):
         state.set_experiment(exp.replace(data=SYNTHETIC)[0])

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
 
-from ..config import GROUPS, KNOBS, KNOBS_BY_KEY, Experiment, Knob, upper_bound
+from ..config import (
+    GROUPS,
+    KNOBS,
+    KNOBS_BY_KEY,
+    Experiment,
+    Knob,
+    format_value,
+    parse_knob,
+    upper_bound,
+)
 
 _APPLIED = "_dualviz_applied_query"  # the query string the widgets currently reflect
 _NOTES = "_dualviz_pending_notes"
@@ -124,3 +134,43 @@ def set_experiment(exp: Experiment) -> None:
     """Change the state from code (a button, an upload): URL first, widgets follow."""
     _write_url(exp)
     st.session_state.pop(_APPLIED, None)
+
+
+def linked_controls(knobs: tuple[Knob, ...]) -> tuple[dict[str, Any], list[str]]:
+    """Widgets for a page's own knobs (not an Experiment's), kept in the URL under their keys.
+
+    A link sets them, bad values clamped with a note (parse_knob, as for the experiment's
+    knobs); moving one writes the URL, where only values other than the default appear.
+    Returns the values by knob name and the notes.
+    """
+    url = _url_values()
+    values, notes = {}, []
+    for knob in knobs:
+        values[knob.name], note = parse_knob(knob, url.get(knob.key, knob.default))
+        notes += [note] if note else []
+    applied = "_dualviz_applied_" + ",".join(k.key for k in knobs)
+    if st.session_state.get(applied) != values:  # a link was opened: the widgets follow it
+        for knob in knobs:
+            st.session_state[widget_key(knob)] = values[knob.name]
+    chosen = {knob.name: _widget(knob) for knob in knobs}
+    for knob in knobs:
+        if chosen[knob.name] == knob.default:
+            st.query_params.pop(knob.key, None)
+        else:
+            st.query_params[knob.key] = format_value(knob, chosen[knob.name])
+    st.session_state[applied] = chosen
+    return chosen, notes
+
+
+def show_notes(notes: list[str]) -> None:
+    """What a link asked for and did not get, as visible warnings. The notes quote the
+    visitor's text: escaped, so it shows as typed and never renders as a link or an image."""
+    for note in notes:
+        st.warning(f"Adjusted: {escape_markdown(note)}")
+
+
+def escape_markdown(text: str) -> str:
+    """Text that st.markdown (and st.warning, st.info, ...) shows exactly as typed: every
+    ASCII punctuation character backslash-escaped, which CommonMark allows, so no link, image,
+    autolink, emphasis, math or HTML can form."""
+    return "".join("\\" + c if c in string.punctuation else c for c in text)
