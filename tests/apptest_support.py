@@ -42,9 +42,5 @@ def metric(at: AppTest, prefix: str) -> float:
 
 
 def shown(markdown: str) -> str:
-    """The text a markdown element displays, for text the app escaped (escape_markdown)."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
-
-
-def warnings(at: AppTest) -> list[str]:
-    return [shown(w.value) for w in at.warning]
+    """The text a markdown element displays, for elements quoting text verbatim (code spans)."""
+    return re.sub(r"(`+) (.*?) \1", r"\2", markdown)

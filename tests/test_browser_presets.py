@@ -24,7 +24,8 @@ FIGURE_JS = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
 
 
 def page_url(server_url: str, page: str, query: dict[str, str]) -> str:
-    path = Path(page).stem.split("_", 1)[1]  # pages/1_Deep_linear_explorer.py -> Deep_...
+    # pages/1_Deep_linear_explorer.py -> Deep_linear_explorer; app.py -> the home page
+    path = Path(page).stem.split("_", 1)[1] if page != "app.py" else ""
     return f"{server_url}/{path}?{urlencode(query)}"
 
 
@@ -108,3 +109,40 @@ def test_the_home_preview_lives_in_the_url(server, page):
     tab.keyboard.press("ArrowRight")
     tab.wait_for_url(re.compile(r"preview-depth=5"), timeout=15_000)
     assert "preview-rank=3" in tab.url  # (a value equal to its default leaves the URL)
+
+
+EVIL = "http://127.0.0.1:9/x.png"
+HOSTILE_QUERY = {"depth": "99", "beta": "nan", "width": "99999999999", "seed": f"![x]({EVIL})",
+                 "x": "<script>alert(1)</script>", "preview-depth": "1e308",
+                 "preview-spectrum": "<img src=x onerror=alert(1)>", "hide": "<script>",
+                 "x-values": "1e308,nan", "seeds": "99",
+                 "t": "http://127.0.0.1:9/a www.127.0.0.1:9"}  # autolinks, not just links
+INJECTED_JS = """() => ({
+  scripts: Array.from(document.scripts).some(s => (s.textContent || '').includes('alert(1)')),
+  images: Array.from(document.images).map(i => i.getAttribute('src') || '')
+            .filter(src => src === 'x' || src.includes('127.0.0.1:9')),
+  links: Array.from(document.links).map(a => a.href).filter(h => h.includes('127.0.0.1:9')),
+})"""
+
+
+@pytest.mark.parametrize("page_file", ["app.py", *sorted({p.page for p in PRESETS}),
+                                       "pages/4_Theory.py"])
+def test_a_hostile_link_renders_every_page_safely(server, page, page_file):
+    tab, dialogs = page
+    tab.goto(page_url(server.url, page_file, HOSTILE_QUERY))
+    tab.locator("h1").first.wait_for(timeout=30_000)
+    if page_file != "pages/4_Theory.py":  # the theory page reads no link keys
+        alerts = tab.locator('[data-testid="stAlert"]').filter(has_text="Adjusted:")
+        alerts.first.wait_for(timeout=30_000)
+        time.sleep(1.0)  # every note of this run drawn
+        text = " ".join(alerts.all_inner_texts())
+        if page_file == "app.py":
+            assert "preview-depth: 1e308 is outside [2, 10]; using 10" in text, text
+            assert "<img src=x onerror=alert(1)>" in text, text  # shown as typed
+        else:
+            assert "depth: 99 is outside [2, " in text and "beta: 'nan'" in text, text
+            assert f"![x]({EVIL})" in text, text  # the markdown image shown as typed
+    injected = tab.evaluate(INJECTED_JS)
+    assert injected == {"scripts": False, "images": [], "links": []}, injected
+    assert not tab.locator('[data-testid="stException"]').count()
+    assert not dialogs, dialogs

@@ -77,5 +77,6 @@ def test_a_link_sets_the_preview_controls():
     assert at.selectbox[0].value == "equal"
     warnings = [w.value for w in at.warning]
     assert any(shown(w).startswith("Adjusted: preview-depth: 99 is outside") for w in warnings)
-    assert any("\\!\\[x\\]" in w for w in warnings)  # shown as typed, never an image
+    assert any("` preview-spectrum: '![x](http://evil/x.png)' is not" in w
+               for w in warnings)  # verbatim in a code span: shown as typed, never an image
     assert at.query_params["preview-depth"] == "10"

@@ -43,7 +43,7 @@ def data_source(exp: Experiment) -> Dataset | None:
             dataset = load_file(upload, upload.name)
         except DataError as exc:
             message = str(exc) if upload.name in str(exc) else f"{upload.name}: {exc}"
-            st.sidebar.error(state.escape_markdown(message))
+            st.sidebar.error(state.verbatim(message))
         else:
             store.save_dataset(dataset)
             state.set_experiment(exp.replace(data=dataset.digest)[0])
@@ -59,7 +59,7 @@ def data_source(exp: Experiment) -> Dataset | None:
             st.rerun()
         st.stop()
     left, right = st.columns([4, 1])
-    left.info(f"Data: {state.escape_markdown(dataset.name)} (N = {dataset.n}, d = {dataset.d}, "
+    left.info(f"Data: {state.verbatim(dataset.name)} (N = {dataset.n}, d = {dataset.d}, "
               f"K = {dataset.k}); "
               "the synthetic data settings are ignored.")
     if right.button("Use synthetic data"):

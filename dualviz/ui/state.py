@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import string
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..config import (
 
 _APPLIED = "_dualviz_applied_query"  # the query string the widgets currently reflect
 _NOTES = "_dualviz_pending_notes"
+_SHOWN_NOTES = "_dualviz_link_notes"  # (experiment hash, notes of the link that opened it)
 GROUP_TITLES = {"network": "Network", "regularization": "Objective and regularization",
                 "data": "Data", "solver": "Solver"}
 
@@ -102,9 +103,9 @@ def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
     if present:
         st.markdown(_PRESENTER_CSS, unsafe_allow_html=True)  # a constant: no user text
     url = {k: v for k, v in _url_values().items() if k not in keep}
-    url_exp, notes = Experiment.from_values({**(defaults or {}), **url, **fixed})
-    notes = [n for n in notes if not n.startswith("ignored unknown setting")] + \
-        st.session_state.pop(_NOTES, []) + view_notes
+    url_exp, url_notes = Experiment.from_values({**(defaults or {}), **url, **fixed})
+    url_notes = [n for n in url_notes if not n.startswith("ignored unknown setting")]
+    link_notes = url_notes + st.session_state.pop(_NOTES, [])
     if st.session_state.get(_APPLIED) != url_exp.to_query():
         # A link was opened (or the URL edited): the widgets follow the URL.
         for knob in KNOBS:
@@ -123,11 +124,17 @@ def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
         _write_url(exp, keep)
         if clamp_notes:
             # The widgets show the unclamped values: rerun so they are reseeded from the URL.
-            st.session_state[_NOTES] = clamp_notes
+            # ... and the link's own notes survive the rerun (the URL is clean by then).
+            st.session_state[_NOTES] = url_notes + clamp_notes
             st.session_state.pop(_APPLIED, None)
             st.rerun()
         st.session_state[_APPLIED] = exp.to_query()
-    return exp, notes
+    # A link's notes stay while its experiment is shown (reruns, such as the redraw when a
+    # job ends, would otherwise clear them within a second); a change of control ends them.
+    if link_notes:
+        st.session_state[_SHOWN_NOTES] = (exp.hash, link_notes)
+    shown_for, kept = st.session_state.get(_SHOWN_NOTES, (None, []))
+    return exp, (kept if shown_for == exp.hash else []) + view_notes
 
 
 def set_experiment(exp: Experiment) -> None:
@@ -164,13 +171,14 @@ def linked_controls(knobs: tuple[Knob, ...]) -> tuple[dict[str, Any], list[str]]
 
 def show_notes(notes: list[str]) -> None:
     """What a link asked for and did not get, as visible warnings. The notes quote the
-    visitor's text: escaped, so it shows as typed and never renders as a link or an image."""
+    visitor's text: shown verbatim, so it never renders as a link, an image or HTML."""
     for note in notes:
-        st.warning(f"Adjusted: {escape_markdown(note)}")
+        st.warning(f"Adjusted: {verbatim(note)}")
 
 
-def escape_markdown(text: str) -> str:
-    """Text that st.markdown (and st.warning, st.info, ...) shows exactly as typed: every
-    ASCII punctuation character backslash-escaped, which CommonMark allows, so no link, image,
-    autolink, emphasis, math or HTML can form."""
-    return "".join("\\" + c if c in string.punctuation else c for c in text)
+def verbatim(text: str) -> str:
+    """Markdown that shows `text` exactly as typed: a code span, fenced by more backticks
+    than any run inside it. Backslash escapes are not enough: Streamlit's markdown turns
+    www.x.org and http://... into links even when their punctuation is escaped."""
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
