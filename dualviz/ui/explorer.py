@@ -4,7 +4,6 @@ the standard-vs-parallel comparison. A page supplies its controls and its main f
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -82,21 +81,12 @@ def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels
     """Run `exp` and its other-architecture twin, and draw them live (4 times a second)."""
     other_arch = "parallel" if exp.arch == "standard" else "standard"
     counterpart = exp.replace(arch=other_arch)[0]
-    views = live.manager().focus(live.watcher_id(), [exp, counterpart])
-    every = live.poll_seconds(views)
-    polling = every is not None
-    asked = time.monotonic()
+    jobs = live.Jobs([exp, counterpart])
+    polling = jobs.polling
 
-    @st.fragment(run_every=every)
+    @st.fragment(run_every=live.POLL_SECONDS if polling else None)
     def draw() -> None:
-        manager = live.manager()
-        manager.touch(live.watcher_id())
-        featured, other = (live.refresh(v) for v in views)
-        statuses = (featured.status, other.status)
-        if polling and time.monotonic() - asked >= every and \
-                any(s in statuses for s in ("cancelled", "interrupted", "busy")):
-            # this tab lost its jobs (idle too long, a restart) or the queue was full: ask again
-            st.rerun()
+        featured, other = jobs.current()
         snaps = live.snapshots(featured)
         now = explain.readout(exp, featured.record.bounds, featured.record.result, snaps)
 

@@ -41,16 +41,33 @@ def snapshots(view: JobView) -> list[Snapshot]:
     return seen
 
 
-def refresh(view: JobView) -> JobView:
-    """The job's latest state (a refused one stays refused until the page asks again)."""
-    return view if view.status == "busy" else manager().view(view.record.hash)
+class Jobs:
+    """The jobs of the experiments a page shows, as this session watches them.
 
+    A job this tab lost (cancelled after the tab went quiet, interrupted by a restart) or that
+    a full queue refused is asked for again from the polling fragment itself, at most every
+    BUSY_RETRY_SECONDS: a full rerun requested from a fragment can reset the sidebar's
+    widgets in the browser (seen under load), moving the page to another experiment.
+    """
 
-def poll_seconds(views: list[JobView]) -> float | None:
-    """How often the live view redraws: None once every job has ended."""
-    if any(v.status == "busy" for v in views):
-        return BUSY_RETRY_SECONDS
-    return POLL_SECONDS if any(v.active for v in views) else None
+    def __init__(self, experiments: list):
+        self.experiments = experiments
+        self.views = manager().focus(watcher_id(), experiments)
+        self.asked = time.monotonic()
+
+    @property
+    def polling(self) -> bool:
+        return any(v.active for v in self.views)
+
+    def current(self) -> list[JobView]:
+        jobs = manager()
+        jobs.touch(watcher_id())
+        self.views = [v if v.status == "busy" else jobs.view(v.record.hash) for v in self.views]
+        lost = any(v.status in ("busy", "cancelled", "interrupted") for v in self.views)
+        if lost and time.monotonic() - self.asked >= BUSY_RETRY_SECONDS:
+            self.views = jobs.focus(watcher_id(), self.experiments)
+            self.asked = time.monotonic()
+        return self.views
 
 
 def status_line(view: JobView) -> str:
