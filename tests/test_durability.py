@@ -1,0 +1,140 @@
+"""kill -9 of a real server during a run and during a sweep, then a restart on the same store.
+
+After the restart the store opens, finished results are intact (and not computed again), and
+what was interrupted is marked so and runs again when asked. A real `streamlit run` server and
+Debian's chromium, as in the other browser tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from browser_support import CHROMIUM, explorer_url, streamlit_server, wait_for_state
+from test_browser_presets import page_url
+
+from dualviz.config import Experiment
+from dualviz.store import Store, pid_alive
+from dualviz.sweep import sweep_from_params
+from dualviz.ui.sweeps import SETTING_KEYS
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")
+
+QUICK = Experiment(iterations=150, restarts=1)
+# Still training when the server is killed (tens of seconds on 2 cores).
+LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
+                  restarts=20)
+SWEEP_QUERY = {"n": "12", "d": "6", "k": "4", "x-rank": "4", "iterations": "300",
+               "restarts": "2", "x": "depth", "x-values": "2,3,4", "series": "target-rank",
+               "series-values": "1,2", "seeds": "1"}
+
+
+def wait_until(condition, timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not reached within {timeout:g} s: {what}")
+
+
+def both_done(tab):
+    return wait_for_state(tab, lambda s: s.caption is not None
+                          and s.caption.status.startswith("done")
+                          and s.caption.other_status.startswith("done")
+                          and "P (trained)" in s.metrics,
+                          timeout=180, what="both jobs done")
+
+
+def started_hashes(log: Path) -> list[str]:
+    return re.findall(r"dualviz jobs: started ([0-9a-f]{16})", log.read_text(errors="replace"))
+
+
+def test_kill_9_during_a_run_then_restart(tmp_path, browser):
+    twin = QUICK.replace(arch="parallel")[0]
+    with streamlit_server(tmp_path) as first:
+        tab = browser.new_page()
+        tab.goto(explorer_url(first.url, QUICK.to_query()))
+        both_done(tab)
+        tab.goto(explorer_url(first.url, LONG.to_query()))
+        store = Store(tmp_path)
+        running = wait_until(lambda: (j := store.job(LONG.hash)) and j.status == "running"
+                             and store.snapshots(LONG.hash) and j, 120, "LONG running")
+        os.kill(first.process.pid, signal.SIGKILL)  # the server only, as a crash would
+        first.process.wait()
+        # Its fork server sees its stdin close and ends the job processes.
+        wait_until(lambda: not pid_alive(running.pid), 30, "the job process gone")
+        tab.close()
+    before = {h: store.job(h) for h in (QUICK.hash, twin.hash)}
+    assert all(r.status == "done" and r.result for r in before.values())
+
+    with streamlit_server(tmp_path, log_path=tmp_path / "second.log") as second:
+        tab = browser.new_page()
+        tab.goto(explorer_url(second.url, QUICK.to_query()))
+        state = both_done(tab)
+        assert float(state.metrics["P (trained)"]) == pytest.approx(
+            before[QUICK.hash].result["primal"]["value"], abs=1e-6)
+        reopened = Store(tmp_path)  # the store opens, finished results intact
+        for job_hash, record in before.items():
+            assert reopened.job(job_hash) == record
+        interrupted = reopened.job(LONG.hash)
+        assert interrupted.status == "interrupted", interrupted
+        assert "server stopped" in interrupted.error
+        tab.goto(explorer_url(second.url, LONG.to_query()))  # asked again: it runs again
+        rerun = wait_until(lambda: (j := reopened.job(LONG.hash)).status == "running" and j,
+                           120, "LONG running again")
+        assert rerun.created > interrupted.created
+        assert QUICK.hash not in started_hashes(tmp_path / "second.log")  # not recomputed
+        tab.close()
+
+
+def test_kill_9_during_a_sweep_then_restart_and_resume(tmp_path, browser):
+    """Everything dies at once (the server and the sweep's own process group, as on a power
+    cut): finished points are kept, points in flight are marked, Resume completes the rest."""
+    with streamlit_server(tmp_path) as first:
+        tab = browser.new_page()
+        tab.goto(page_url(first.url, "pages/3_Gap_curves.py", SWEEP_QUERY))
+        tab.get_by_role("button", name="Run").click(timeout=60_000)
+        store = Store(tmp_path)
+        base, _ = Experiment.from_values({**{k: v for k, v in SWEEP_QUERY.items()
+                                             if k not in SETTING_KEYS},
+                                          "activation": "linear", "dataset": "low-rank"})
+        sweep, _ = sweep_from_params(base, SWEEP_QUERY)
+        hashes = {e.hash for _, e in sweep.points()}
+
+        def finished():
+            return {h: j for h in hashes if (j := store.job(h)) and j.status == "done"}
+
+        wait_until(lambda: len(finished()) >= 2, 180, "two sweep points stored")
+        _, driver = store.sweep_status(sweep.key)
+        os.kill(first.process.pid, signal.SIGKILL)
+        os.killpg(driver, signal.SIGKILL)
+        first.process.wait()
+        wait_until(lambda: not pid_alive(driver), 30, "the sweep driver gone")
+        tab.close()
+    kept = finished()
+    in_flight = {h for h in hashes if (j := store.job(h)) and j.status == "running"}
+    assert len(kept) < len(hashes)
+
+    with streamlit_server(tmp_path, log_path=tmp_path / "second.log") as second:
+        tab = browser.new_page()
+        tab.goto(page_url(second.url, "pages/3_Gap_curves.py", SWEEP_QUERY))
+        tab.get_by_role("button", name="Resume").wait_for(timeout=60_000)
+        reopened = Store(tmp_path)
+        for job_hash, record in kept.items():  # finished points intact
+            assert reopened.job(job_hash) == record
+        for job_hash in in_flight:  # marked by the restarted server, never left "running"
+            assert reopened.job(job_hash).status == "interrupted"
+        assert f"{len(kept)} of {len(hashes)} points" in tab.content()
+        tab.get_by_role("button", name="Resume").click()
+        wait_until(lambda: all((j := reopened.job(h)) and j.status == "done" for h in hashes),
+                   300, "the sweep completed")
+        for job_hash, record in kept.items():  # resumed, not recomputed
+            assert reopened.job(job_hash).finished == record.finished
+        tab.close()
