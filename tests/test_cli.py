@@ -7,6 +7,8 @@ Experiments are tiny, so the whole file runs in a few tens of seconds.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dualviz.__main__ import build_parser, experiment_from_args, main
 from dualviz.config import KNOBS, Experiment
@@ -421,3 +425,38 @@ def test_relu_solver_option_cross_checks_the_working_set_with_cvxpy(capsys) -> N
     assert fast["experiment"]["hash"] != cross["experiment"]["hash"]
     code, _, err = run_main(capsys, *args, "--relu-solver", "scs")
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+# A property: whatever else is on the line, one unusable argument means status 2, one line.
+BAD_ARGUMENTS = [
+    ["--no-such-option"], ["--depth", "abc"], ["--beta", "nan"], ["--arch", "<script>"],
+    ["--activation", "tanh"], ["--data", "/nonexistent/file.npz"], ["--depth"],
+    ["--seeds", "x"], ["--vary", "depth"], ["--vary", "nosuch=1,2"], ["--workers", "0"],
+    ["--vary", "depth=a,b"], ["--scheduler", "http://evil:1"],
+]
+SWEEP_ONLY = ("--seeds", "--vary", "--workers", "--scheduler")
+GOOD_OPTIONS = [["--depth", "3"], ["--beta", "1e9"], ["--arch", "parallel"], ["--json"],
+                ["--query", "depth=99&x=<b>"], ["--whiten"], ["--no-whiten"],
+                ["--iterations", "-5"], ["--target-rank", "1e308"]]
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(command=st.sampled_from(["solve", "sweep"]),
+       good=st.lists(st.sampled_from(GOOD_OPTIONS), max_size=5),
+       bad=st.sampled_from(BAD_ARGUMENTS), at=st.integers(0, 5))
+def test_any_unusable_argument_exits_2_with_one_line(command, good, bad, at) -> None:
+    if command == "solve" and bad[0] in SWEEP_ONLY:
+        bad = ["--no-such-option"]  # sweep options are unknown options to solve
+    options = list(good)
+    # an option missing its value can only be last
+    options.insert(len(options) if bad == ["--depth"] else min(at, len(options)), bad)
+    argv = [command, *(a for option in options for a in option)]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    notes = [line for line in err.getvalue().splitlines() if line.startswith("note: ")]
+    errors = [line for line in err.getvalue().splitlines() if not line.startswith("note: ")]
+    assert code == 2, (argv, err.getvalue())
+    assert out.getvalue() == "" and len(errors) == 1, (argv, err.getvalue())
+    assert errors[0].startswith("dualviz: error: ") and "Traceback" not in err.getvalue()
+    assert all(len(n) < 300 for n in notes)
