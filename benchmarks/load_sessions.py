@@ -66,6 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import websockets  # noqa: E402
 from browser_support import (  # noqa: E402
     _CAPTION,
     CHROMIUM,
@@ -75,6 +76,8 @@ from browser_support import (  # noqa: E402
     streamlit_server,
 )
 from playwright.async_api import async_playwright  # noqa: E402
+from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
 from dualviz.config import Experiment  # noqa: E402
 from dualviz.presets import LINEAR_PAGE, PRESETS  # noqa: E402
@@ -86,6 +89,11 @@ TROUBLE_LINE = re.compile(r"Traceback|Error|Exception|scheduler error|Killed|Seg
 MEMORY_EVERY = 0.2  # s between memory samples of the server's process tree
 STORE_EVERY = 0.5  # s between samples of the store's job statuses
 READ_EVERY = 0.5  # s between two reads of a page by the script
+# A websocket session that hears nothing for this long before its result has stalled: seen when
+# a fragment's timed rerun reaches the server just as the fragment asked for a full rerun (jobs
+# ended); the server logs "The fragment with id ... does not exist anymore" and the page is not
+# redrawn again. Counted per session and reported; the client then asks for a full run.
+STALL_SECONDS = 5.0
 FIGURE_GRACE = 60.0  # s a finished session waits for its figures before it gives up on them
 BENIGN_404 = ("/_stcore/health", "/_stcore/host-config")
 DIFFERENT_RUN = {"iterations": "150", "restarts": "1"}
@@ -345,6 +353,7 @@ class Session:
     page_errors: list[str] = field(default_factory=list)  # uncaught JS errors
     console_errors: list[str] = field(default_factory=list)  # console.error messages
     http_errors: list[str] = field(default_factory=list)  # responses >= 400: "status url"
+    stalls: int = 0  # websocket client: times the page stopped updating (STALL_SECONDS)
 
     @property
     def finished(self) -> bool:
@@ -450,11 +459,138 @@ async def run_session(browser: Any, session: Session, deadline: float,
     return session
 
 
-async def run_sessions(urls: list[tuple[str, str]],
-                       timeout: float) -> tuple[list[Session], float]:
-    """Open every (URL, expected hash) in its own browser context at once; (sessions, wall
-    time they took)."""
+# -- sessions as the Streamlit protocol (no browser): what the server alone costs ------------
+def _figure_has_points(spec: str) -> bool:
+    try:
+        figure = json.loads(spec)
+    except ValueError:
+        return False
+    return any(len(trace.get("x") or []) > 0 for trace in figure.get("data") or [])
+
+
+async def run_session_ws(session: Session, deadline: float) -> Session:
+    """One session spoken over Streamlit's own websocket protocol, as its frontend does: a
+    rerun request with the link's query, the fragment's timed reruns (AutoRerun), the query
+    the page writes (PageInfo) kept for later requests. Elements are read from the deltas:
+    the first Plotly chart, the first one with points, the status caption, the P metric.
+
+    This measures the server: on a 2-core machine, 20 chromium pages spend the cores on
+    drawing (software rendering) and starve the server and its jobs."""
+    parts = urlsplit(session.url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    page_name = parts.path.strip("/")
+    query = parts.query
+    timers: dict[tuple[str, float], asyncio.Task] = {}  # (fragment, interval) -> its timer
+    session.started_wall = time.time()
+
+    def request(fragment: str = "") -> bytes:
+        message = BackMsg()
+        message.rerun_script.query_string = query
+        message.rerun_script.page_name = page_name
+        if fragment:
+            message.rerun_script.fragment_id = fragment
+            message.rerun_script.is_auto_rerun = True
+        return message.SerializeToString()
+
+    async def tick(ws: Any, fragment: str, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await ws.send(request(fragment))
+
+    try:
+        async with websockets.connect(base.replace("http", "ws", 1) + "/_stcore/stream",
+                                      subprotocols=["streamlit"], origin=base,
+                                      max_size=2**27) as ws:
+            await ws.send(request())
+            p_label_value: str | None = None
+            heard = time.monotonic()
+            while time.monotonic() < deadline and not session.finished:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 1.0)
+                except TimeoutError:
+                    if time.monotonic() - heard > STALL_SECONDS:
+                        # Nothing for a while, unfinished: the page stopped updating (see
+                        # STALL_SECONDS). Ask for a full run, as a visitor reloading would.
+                        session.stalls += 1
+                        heard = time.monotonic()
+                        await ws.send(request())
+                    continue
+                heard = time.monotonic()
+                message = ForwardMsg()
+                message.ParseFromString(raw)
+                kind = message.WhichOneof("type")
+                now = time.time() - session.started_wall
+                if kind == "new_session" and not message.metadata.run.fragment_ids:
+                    for timer in timers.values():  # a full run: as the frontend, drop the
+                        timer.cancel()  # timers; the run asks again for those it keeps
+                    timers = {}
+                elif kind == "auto_rerun":
+                    key = (message.auto_rerun.fragment_id, message.auto_rerun.interval)
+                    if key not in timers:
+                        for fragment, _ in [k for k in timers if k[0] == key[0]]:
+                            timers.pop((fragment, _)).cancel()
+                        timers[key] = asyncio.create_task(tick(ws, *key))
+                elif kind == "stop_auto_rerun":
+                    for key in [k for k in timers if k[0] in message.stop_auto_rerun.fragment_ids]:
+                        timers.pop(key).cancel()
+                elif kind == "page_info_changed":
+                    query = message.page_info_changed.query_string
+                    session.queries.append([now * 1000, "?" + query])
+                elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
+                    element = message.delta.new_element
+                    which = element.WhichOneof("type")
+                    if which == "plotly_chart":
+                        if session.first_figure_s is None:
+                            session.first_figure_s = now
+                        if session.first_point_s is None and \
+                                _figure_has_points(element.plotly_chart.spec):
+                            session.first_point_s = now
+                    elif which == "metric" and element.metric.label == "P (trained)":
+                        p_label_value = element.metric.body
+                    elif which == "exception":
+                        session.exceptions.append(element.exception.message[:300])
+                    elif which == "markdown" and " · experiment " in element.markdown.body:
+                        session.caption = element.markdown.body
+                        caption = parse_caption(session.caption)
+                        if caption is None:
+                            continue
+                        session.shown_hash = caption.hash
+                        if caption.hash not in session.hashes:
+                            session.hashes.append(caption.hash)
+                        if "waiting:" in session.caption and not session.waiting_seen:
+                            session.waiting_seen, session.waiting_at_s = True, now
+                        if caption.status.startswith("failed") or \
+                                caption.other_status.startswith("failed"):
+                            session.failed = f"a job failed: {session.caption}"
+                            break
+                        p_label_value = None  # the metrics of this run follow the caption
+                elif kind == "script_finished" and session.caption:
+                    caption = parse_caption(session.caption)
+                    if caption and caption.done and caption.other_status.startswith("done") \
+                            and p_label_value is not None:
+                        if caption.hash != session.expected_hash:
+                            session.failed = (f"the page ended on experiment {caption.hash}, "
+                                              f"not the {session.expected_hash} its link "
+                                              "asked for")
+                            break
+                        session.p_value, session.final_s = p_label_value, now
+    except Exception as exc:  # a refused or dropped connection is a result, not a crash
+        session.failed = f"websocket: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    finally:
+        for timer in timers.values():
+            timer.cancel()
+    return session
+
+
+async def run_sessions(urls: list[tuple[str, str]], timeout: float,
+                       client: str = "ws") -> tuple[list[Session], float]:
+    """Open every (URL, expected hash) at once, each its own session (a websocket client, or
+    a browser context); (sessions, wall time they took)."""
     sessions = [Session(i, url, expected) for i, (url, expected) in enumerate(urls, 1)]
+    if client == "ws":
+        started = time.monotonic()
+        await asyncio.gather(*(run_session_ws(s, started + timeout) for s in sessions))
+        return sessions, time.monotonic() - started
     contexts: list[Any] = []
     async with async_playwright() as playwright:
         browser = await launch_chromium(playwright)
@@ -511,7 +647,7 @@ class Outcome:
 
 
 def run_scenario(name: str, queries: list[dict[str, str]], path: str, env: dict[str, str],
-                 timeout: float, keep: bool) -> Outcome:
+                 timeout: float, keep: bool, client: str = "ws") -> Outcome:
     data_dir = Path(tempfile.mkdtemp(prefix=f"dualviz-load-{name}-"))
     log_path = data_dir / "streamlit.log"
     db_path = data_dir / "dualviz.sqlite3"
@@ -525,7 +661,7 @@ def run_scenario(name: str, queries: list[dict[str, str]], path: str, env: dict[
                   f"(pid {server.process.pid}, data {data_dir})", flush=True)
             urls = [(f"{server.url}{path}?{urlencode(q)}", pair_hashes(q)[0]) for q in queries]
             with Sampler(server.process.pid, db_path) as sampler:
-                sessions, took = asyncio.run(run_sessions(urls, timeout))
+                sessions, took = asyncio.run(run_sessions(urls, timeout, client))
                 time.sleep(MEMORY_EVERY * 2)  # one more sample after the last session
         starts, trouble = log_findings(log_path)
         stored = stored_jobs(db_path)
@@ -651,6 +787,8 @@ def report(outcome: Outcome) -> None:
           + ("" if len(outcome.finished) == len(s) else
              f" (only {len(outcome.finished)} finished; gave up after {outcome.took_s:.0f} s)"))
     print(f"saw 'waiting:' (queue full):    {sum(x.waiting_seen for x in s)} sessions")
+    print(f"stalled pages (reloaded):       {sum(x.stalls > 0 for x in s)} sessions, "
+          f"{sum(x.stalls for x in s)} stalls")
     print(f"peak jobs running / queued:     {p.running} / {p.queued} (store, every "
           f"{STORE_EVERY:g} s; {p.store_samples} samples); peak job processes {p.job_processes}")
     print(f"peak memory of the server tree: {p.rss_mb:.0f} MB RSS summed, {p.pss_mb:.0f} MB PSS "
@@ -715,8 +853,11 @@ def main() -> None:
                         help="DUALVIZ_MAX_QUEUED in the 'different' scenario (default 10)")
     parser.add_argument("--keep", action="store_true",
                         help="keep each scenario's data directory and server log")
+    parser.add_argument("--client", choices=("ws", "browser"), default="ws",
+                        help="ws: Streamlit's websocket protocol, no rendering (default: it "
+                             "measures the server); browser: chromium contexts")
     args = parser.parse_args()
-    if not CHROMIUM.exists():
+    if args.client == "browser" and not CHROMIUM.exists():
         sys.exit(f"{CHROMIUM} is missing: install Debian's chromium")
 
     path, query = explorer_preset()
@@ -727,7 +868,7 @@ def main() -> None:
     if args.scenario in ("same", "both"):
         env = {"DUALVIZ_MAX_JOBS": str(args.max_jobs)}
         outcome = run_scenario("same", [query] * args.sessions, path, env, args.timeout,
-                               args.keep)
+                               args.keep, args.client)
         check(outcome, args.max_jobs, None)
         report(outcome)
         outcomes.append(outcome)
@@ -736,7 +877,8 @@ def main() -> None:
                "DUALVIZ_MAX_QUEUED": str(args.max_queued)}
         queries = [{**query, "seed": str(i), **DIFFERENT_RUN}
                    for i in range(1, args.sessions + 1)]
-        outcome = run_scenario("different", queries, path, env, args.timeout, args.keep)
+        outcome = run_scenario("different", queries, path, env, args.timeout, args.keep,
+                               args.client)
         check(outcome, args.max_jobs, args.max_queued)
         report(outcome)
         outcomes.append(outcome)

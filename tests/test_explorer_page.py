@@ -93,15 +93,37 @@ def test_uploading_ha_reproduces_design_values():
     assert metric(at, "Theory P*") == pytest.approx(4.6464895083, abs=1e-6)
 
 
-def test_a_bad_upload_gets_one_clear_message_and_the_page_keeps_working():
+def npz(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+X3 = np.eye(3)
+BAD_UPLOADS = [  # (file name, bytes, words the one message must contain)
+    ("bad.csv", b"x1,y\n1,oops\n", ["bad.csv", "oops", "not a number"]),
+    ("nan.npz", npz(X=np.array([[1, np.nan], [0, 1.0]]), Y=np.ones((2, 1))), ["NaN"]),
+    ("inf.csv", b"x1,y\n1,inf\n2,3\n", ["inf"]),
+    ("rows.npz", npz(X=X3, Y=np.ones((2, 1))), ["rows"]),
+    ("empty.csv", b"", ["empty"]),
+    ("header.csv", b"x1,y\n", ["no data rows"]),
+    ("object.npz", npz(X=np.array([{"a": 1}, None], dtype=object), Y=np.ones(2)), ["object"]),
+    ("huge.npz", b"\0" * (20 * 1024 * 1024 + 1), ["larger than the limit"]),
+    ("[x](http://evil.example).csv", b"x1,y\n1,oops\n", ["[x](http://evil.example).csv"]),
+]
+
+
+def test_each_bad_upload_gets_one_clear_message_and_the_page_keeps_working():
     at = open_page(SMALL.to_query())
-    at.sidebar.file_uploader[0].set_value(("bad.csv", b"x1,y\n1,oops\n", "text/csv"))
-    at.run()
-    assert not at.exception
-    errors = [shown(e.value) for e in at.sidebar.error]
-    assert len(errors) == 1 and "bad.csv" in errors[0] and "oops" in errors[0]
-    assert at.query_params["data"] == "synthetic"
-    run_until_done(at)
+    for name, raw, words in BAD_UPLOADS:
+        at.sidebar.file_uploader[0].set_value((name, raw, "application/octet-stream"))
+        at.run()
+        assert not at.exception, name
+        errors = [shown(e.value) for e in at.sidebar.error]
+        assert len(errors) == 1 and all(w in errors[0] for w in words), (name, errors)
+        assert "](" not in at.sidebar.error[0].value.split("`")[0]  # the name only in code
+        assert at.query_params["data"] == "synthetic"
+    run_until_done(at)  # nothing of the above stopped the run
 
 
 def test_a_link_to_unknown_uploaded_data_explains_itself():

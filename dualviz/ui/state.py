@@ -21,6 +21,7 @@ from ..config import (
 
 _APPLIED = "_dualviz_applied_query"  # the query string the widgets currently reflect
 _NOTES = "_dualviz_pending_notes"
+_TOUCHED = "_dualviz_touched"  # knobs the visitor changed since the last run
 _SHOWN_NOTES = "_dualviz_link_notes"  # (experiment hash, notes of the link that opened it)
 GROUP_TITLES = {"network": "Network", "regularization": "Objective and regularization",
                 "data": "Data", "solver": "Solver"}
@@ -69,21 +70,27 @@ def _write_url(exp: Experiment, keep: tuple[str, ...] = ()) -> None:
     st.query_params.from_dict({**own, **exp.to_params()})
 
 
-def _widget(knob: Knob) -> Any:
+def _touch(name: str) -> None:
+    """on_change of a control: the visitor changed it (not a lost widget state)."""
+    st.session_state.setdefault(_TOUCHED, set()).add(name)
+
+
+def _widget(knob: Knob, **callback: Any) -> Any:
+    """The control of one knob; `callback`: on_change and its args, given to the widget."""
     key = widget_key(knob)
     help_text = knob.help + ("  \nChanging it restarts the run." if knob.restarts
                              else "  \nApplies live.")
     if knob.kind == "choice":
-        return st.selectbox(knob.label, knob.choices, key=key, help=help_text)
+        return st.selectbox(knob.label, knob.choices, key=key, help=help_text, **callback)
     if knob.kind == "bool":
-        return st.checkbox(knob.label, key=key, help=help_text)
+        return st.checkbox(knob.label, key=key, help=help_text, **callback)
     if knob.kind == "int":
         low, high = int(knob.low), int(upper_bound(knob))
         if high - low <= 30:
-            return st.slider(knob.label, low, high, key=key, help=help_text)
-        return st.number_input(knob.label, low, high, step=1, key=key, help=help_text)
+            return st.slider(knob.label, low, high, key=key, help=help_text, **callback)
+        return st.number_input(knob.label, low, high, step=1, key=key, help=help_text, **callback)
     return st.number_input(knob.label, float(knob.low), float(upper_bound(knob)), key=key,
-                           format="%.6g", help=help_text)
+                           format="%.6g", help=help_text, **callback)
 
 
 def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
@@ -112,13 +119,26 @@ def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
             st.session_state[widget_key(knob)] = getattr(url_exp, knob.name)
         st.session_state[_APPLIED] = url_exp.to_query()
     raw = url_exp.to_dict()
+    touched = st.session_state.pop(_TOUCHED, set())
+    stale = False
     for group in GROUPS:
         knobs = [k for k in KNOBS if k.group == group and k.name in shown]
         if not knobs:
             continue
         with st.sidebar.expander(GROUP_TITLES[group], expanded=group != "solver"):
             for knob in knobs:
-                raw[knob.name] = _widget(knob)
+                value = _widget(knob, on_change=_touch, args=(knob.name,))
+                if knob.name in touched or value == raw[knob.name]:
+                    raw[knob.name] = value
+                else:
+                    # Changed, yet the visitor did not touch it: a rerun request came without
+                    # this widget's state (a websocket client; a browser after a full rerun
+                    # asked for by a fragment) and Streamlit fell back to the widget's default.
+                    # The URL stays the truth: the widgets are reseeded from it.
+                    stale = True
+    if stale:
+        st.session_state.pop(_APPLIED, None)
+        st.rerun()
     exp, clamp_notes = Experiment.from_values({**raw, **fixed})
     if {k: v for k, v in _url_values().items() if k not in keep} != exp.to_params():
         _write_url(exp, keep)
