@@ -29,8 +29,8 @@ QUICK = Experiment(iterations=150, restarts=1)
 # Still training when the server is killed (tens of seconds on 2 cores).
 LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
                   restarts=20)
-SWEEP_QUERY = {"n": "12", "d": "6", "k": "4", "x-rank": "4", "iterations": "300",
-               "restarts": "2", "x": "depth", "x-values": "2,3,4", "series": "target-rank",
+SWEEP_QUERY = {"n": "12", "d": "6", "k": "4", "x-rank": "4", "iterations": "150",
+               "restarts": "1", "x": "depth", "x-values": "2,3,4", "series": "target-rank",
                "series-values": "1,2", "seeds": "1"}
 
 

@@ -5,11 +5,14 @@ Real solvers throughout: the failures below are provoked by data and settings, n
 
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+from apptest_support import open_page
 from test_store_jobs import LONG, QUICK, wait_for
 
 from dualviz import __main__ as cli
@@ -188,3 +191,20 @@ def test_cli_obeys_the_server_caps(monkeypatch):
     args = cli.build_parser().parse_args(["solve", "--restarts", "9"])
     exp, _, notes = cli.experiment_from_args(args)
     assert exp.restarts == 1 and "DUALVIZ_MAX_RESTARTS" in notes[0]
+
+
+def test_the_page_shows_a_solver_failure_with_its_message_and_run_again():
+    """The explorer, on uploaded data its interpolation cannot fit: a clear failed status."""
+    data = unreachable_targets()
+    Store(os.environ["DUALVIZ_DATA_DIR"]).save_dataset(data)  # the pages' store (conftest)
+    exp = on_data(data, depth=2, iterations=30, restarts=1)
+    at = open_page("1_Deep_linear_explorer.py", exp.to_query())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not at.error:
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "run failed" in errors and "unbounded" in errors and "range of X" in errors, errors
+    assert any(b.label == "Run again" for b in at.button)
+    assert Store(os.environ["DUALVIZ_DATA_DIR"]).job(exp.hash).status == "failed"
