@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from browser_support import CHROMIUM, explorer_url, streamlit_server, wait_for_state
 from test_browser_presets import page_url
+from test_store_jobs import wait_for
 
 from dualviz.config import Experiment
 from dualviz.store import Store, pid_alive
@@ -32,16 +32,6 @@ LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterati
 SWEEP_QUERY = {"n": "12", "d": "6", "k": "4", "x-rank": "4", "iterations": "150",
                "restarts": "1", "x": "depth", "x-values": "2,3,4", "series": "target-rank",
                "series-values": "1,2", "seeds": "1"}
-
-
-def wait_until(condition, timeout: float, what: str, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not reached within {timeout:g} s: {what}")
 
 
 def both_done(tab):
@@ -64,12 +54,12 @@ def test_kill_9_during_a_run_then_restart(tmp_path, browser):
         both_done(tab)
         tab.goto(explorer_url(first.url, LONG.to_query()))
         store = Store(tmp_path)
-        running = wait_until(lambda: (j := store.job(LONG.hash)) and j.status == "running"
-                             and store.snapshots(LONG.hash) and j, 120, "LONG running")
+        running = wait_for(lambda: (j := store.job(LONG.hash)) and j.status == "running"
+                           and store.snapshots(LONG.hash) and j, 120, what="LONG running")
         os.kill(first.process.pid, signal.SIGKILL)  # the server only, as a crash would
         first.process.wait()
         # Its fork server sees its stdin close and ends the job processes.
-        wait_until(lambda: not pid_alive(running.pid), 30, "the job process gone")
+        wait_for(lambda: not pid_alive(running.pid), 30, what="the job process gone")
         tab.close()
     before = {h: store.job(h) for h in (QUICK.hash, twin.hash)}
     assert all(r.status == "done" and r.result for r in before.values())
@@ -87,8 +77,8 @@ def test_kill_9_during_a_run_then_restart(tmp_path, browser):
         assert interrupted.status == "interrupted", interrupted
         assert "server stopped" in interrupted.error
         tab.goto(explorer_url(second.url, LONG.to_query()))  # asked again: it runs again
-        rerun = wait_until(lambda: (j := reopened.job(LONG.hash)).status == "running" and j,
-                           120, "LONG running again")
+        rerun = wait_for(lambda: (j := reopened.job(LONG.hash)).status == "running" and j,
+                         120, what="LONG running again")
         assert rerun.created > interrupted.created
         assert QUICK.hash not in started_hashes(tmp_path / "second.log")  # not recomputed
         tab.close()
@@ -111,12 +101,12 @@ def test_kill_9_during_a_sweep_then_restart_and_resume(tmp_path, browser):
         def finished():
             return {h: j for h in hashes if (j := store.job(h)) and j.status == "done"}
 
-        wait_until(lambda: len(finished()) >= 2, 180, "two sweep points stored")
+        wait_for(lambda: len(finished()) >= 2, 180, what="two sweep points stored")
         _, driver = store.sweep_status(sweep.key)
         os.kill(first.process.pid, signal.SIGKILL)
         os.killpg(driver, signal.SIGKILL)
         first.process.wait()
-        wait_until(lambda: not pid_alive(driver), 30, "the sweep driver gone")
+        wait_for(lambda: not pid_alive(driver), 30, what="the sweep driver gone")
         tab.close()
     kept = finished()
     in_flight = {h for h in hashes if (j := store.job(h)) and j.status == "running"}
@@ -133,8 +123,8 @@ def test_kill_9_during_a_sweep_then_restart_and_resume(tmp_path, browser):
             assert reopened.job(job_hash).status == "interrupted"
         assert f"{len(kept)} of {len(hashes)} points" in tab.content()
         tab.get_by_role("button", name="Resume").click()
-        wait_until(lambda: all((j := reopened.job(h)) and j.status == "done" for h in hashes),
-                   300, "the sweep completed")
+        wait_for(lambda: all((j := reopened.job(h)) and j.status == "done" for h in hashes),
+                 300, what="the sweep completed")
         for job_hash, record in kept.items():  # resumed, not recomputed
             assert reopened.job(job_hash).finished == record.finished
         tab.close()

@@ -20,14 +20,14 @@ LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterati
                   restarts=20)
 
 
-def wait_for(condition, timeout=60.0, every=0.05):
+def wait_for(condition, timeout=60.0, every=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"{what}: not reached within {timeout:g} s")
 
 
 def process_exists(pid: int) -> bool:
