@@ -121,7 +121,8 @@ def test_kill_9_during_a_sweep_then_restart_and_resume(tmp_path, browser):
             assert reopened.job(job_hash) == record
         for job_hash in in_flight:  # marked by the restarted server, never left "running"
             assert reopened.job(job_hash).status == "interrupted"
-        assert f"{len(kept)} of {len(hashes)} points" in tab.content()
+        # the progress line is drawn just after the button: wait for it, do not sample it
+        tab.get_by_text(f"{len(kept)} of {len(hashes)} points").wait_for(timeout=30_000)
         tab.get_by_role("button", name="Resume").click()
         wait_for(lambda: all((j := reopened.job(h)) and j.status == "done" for h in hashes),
                  300, what="the sweep completed")
