@@ -102,8 +102,11 @@ class Certificate:
 
     @property
     def certified(self) -> bool:
-        """The gap is within tol, and (interpolation) the network fits y to 1e-6."""
-        return self.relative_gap <= self.tol and self.residual <= RESIDUAL_TOL
+        """The gap is within tol, and (interpolation) the network fits y to 1e-6.
+
+        A gap below -tol means the bounds contradict each other (a bug, or a network with
+        patterns outside the set): never certified."""
+        return abs(self.relative_gap) <= self.tol and self.residual <= RESIDUAL_TOL
 
     def to_json(self) -> dict:
         return {"lower": self.lower, "upper": self.upper, "gap": self.gap,
@@ -136,33 +139,49 @@ def cone_violation(A: np.ndarray, h: np.ndarray, cutoff: float = -1.0,
                    norms: np.ndarray | None = None) -> float:
     """||Pi_K(h)|| for K = {u : A u >= 0}, i.e. max_{u in K, ||u|| <= 1} h^T u.
 
-    Pi_K(h) = h + A^T mu with mu = argmin_{mu >= 0} ||h + A^T mu|| (Moreau: h minus its
-    projection on the polar cone {-A^T mu}). Computed on a growing subset S of the rows: the
-    projection on K_S (fewer constraints, a larger cone) has norm >= ||Pi_K(h)||, and equals
-    it as soon as it lies in K. Returns early with that upper bound once it is <= cutoff.
+    Returns early with an upper bound once it is <= cutoff (see :func:`_polar_projection`).
     norms: the row norms of A, if known (zeros replaced by ones).
+    """
+    return _polar_projection(A, h, cutoff, norms)[0]
+
+
+def _polar_projection(A: np.ndarray, h: np.ndarray, cutoff: float = -1.0,
+                      norms: np.ndarray | None = None,
+                      start: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """(||h + A^T mu||, mu): mu >= 0 minimises it, so that h + A^T mu = Pi_K(h).
+
+    Pi_K(h) = h + A^T mu with mu = argmin_{mu >= 0} ||h + A^T mu|| (Moreau: h minus its
+    projection on the polar cone {-A^T mu}). Computed on a growing subset S of the rows
+    (beginning with `start`, e.g. the rows active for a nearby h): the projection on K_S (fewer
+    constraints, a larger cone) has norm >= ||Pi_K(h)||, and equals it as soon as it lies in
+    K. Returns early with that upper bound (any mu >= 0 gives one) once it is <= cutoff.
     """
     if norms is None:
         norms = np.linalg.norm(A, axis=1)
         norms[norms == 0] = 1.0
+    mu = np.zeros(A.shape[0])
     slack = (A @ h) / norms
     if slack.min(initial=0.0) >= 0:
-        return float(np.linalg.norm(h))
+        return float(np.linalg.norm(h)), mu
     d = h.shape[0]
     chosen = np.zeros(A.shape[0], dtype=bool)
     chosen[np.argsort(slack)[: 2 * d]] = True
     chosen &= slack < 0
+    if start is not None:
+        chosen[start] = True
     while True:
         rows = A[chosen]
-        mu, bound = nnls(rows.T, -h, maxiter=50 * max(rows.shape))
+        mu_rows, bound = nnls(rows.T, -h, maxiter=50 * max(rows.shape))
+        mu[:] = 0.0
+        mu[chosen] = mu_rows
         if bound <= cutoff:
-            return float(bound)
-        p = h + rows.T @ mu
+            return float(bound), mu
+        p = h + rows.T @ mu_rows
         slack = (A @ p) / norms
         worst = slack < -1e-12 * max(float(np.linalg.norm(p)), 1e-300)
         worst &= ~chosen
         if not worst.any():
-            return float(bound)
+            return float(bound), mu
         order = np.argsort(np.where(worst, slack, np.inf))[: 2 * d]
         chosen[order[worst[order]]] = True
 
@@ -170,9 +189,11 @@ def cone_violation(A: np.ndarray, h: np.ndarray, cutoff: float = -1.0,
 class _Pricer:
     """viol_c(lambda) for the columns of one (X, masks): bounds first, projections on demand.
 
-    Two upper bounds on viol_c, both vectorised over all columns: ||h|| (no cone), and the
-    norm of the projection on the single most violated half-space of the cone,
-    sqrt(||h||^2 - max_k min(0, a_k.h / ||a_k||)^2), which is exact when one row is active.
+    Upper bounds on viol_c, vectorised over all columns: ||h|| (no cone); the norm of the
+    projection on the single most violated half-space of the cone,
+    sqrt(||h||^2 - max_k min(0, a_k.h / ||a_k||)^2), which is exact when one row is active;
+    and ||h + A^T mu|| with the multipliers mu >= 0 of the column's last exact projection
+    (lambda moves little between rounds, so this bound settles most columns without one).
     """
 
     def __init__(self, X: np.ndarray, masks: np.ndarray):
@@ -182,6 +203,7 @@ class _Pricer:
         row_norms = np.linalg.norm(X, axis=1)
         self.row_norms = np.where(row_norms > 0, row_norms, 1.0)
         self.unit_X = X / self.row_norms[:, None]
+        self.mu = np.zeros((2 * len(masks), X.shape[0]))  # row 2 i + (sign < 0)
 
     def gradients(self, lam: np.ndarray) -> np.ndarray:
         """P x d: row i is X^T D_i lambda."""
@@ -199,13 +221,19 @@ class _Pricer:
             # p = h - depth * a_k / ||a_k||  (the projection on that half-space)
             P = H - (depth * self.signs[np.arange(len(H)), worst])[:, None] * self.unit_X[worst]
             norms = np.linalg.norm(P, axis=1)
-            inside = self.signs * (P @ self.unit_X.T) >= -1e-12 * norms[:, None]
-            values.append(norms)
-            exact.append(inside.all(axis=1))
+            inside = (self.signs * (P @ self.unit_X.T) >= -1e-12 * norms[:, None]).all(axis=1)
+            mu = self.mu[0 if sign > 0 else 1::2]
+            warm = np.linalg.norm(H + (self.signs * mu) @ self.X, axis=1)
+            values.append(np.where(inside, norms, np.minimum(norms, warm)))
+            exact.append(inside)
         return np.column_stack(values), np.column_stack(exact)
 
     def exact(self, i: int, sign: int, g: np.ndarray, cutoff: float = -1.0) -> float:
-        return cone_violation(self.signs[i][:, None] * self.X, sign * g, cutoff, self.row_norms)
+        flat = 2 * i + (sign < 0)
+        value, self.mu[flat] = _polar_projection(self.signs[i][:, None] * self.X, sign * g,
+                                                 cutoff, self.row_norms,
+                                                 np.flatnonzero(self.mu[flat]))
+        return value
 
     def _ranked(self, lam: np.ndarray):
         """Gradients, bounds, exactness, and the columns (2 i + sign index) by bound."""
@@ -276,7 +304,6 @@ class _Column:
     pattern: int
     sign: int
     rows: np.ndarray  # (N,) bool: constraint (2 D - I)_kk x_k . u >= 0 is in the program
-    zero_rounds: int = 0  # consecutive solves in which u was zero
 
 
 def _solve_restricted(X: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray,
@@ -434,6 +461,21 @@ def certify(X, y, beta: float, masks, V: np.ndarray, W: np.ndarray, lam: np.ndar
                     objective, tol)
 
 
+def _column_array(columns: list[_Column]) -> np.ndarray:
+    return np.array([(c.pattern, c.sign) for c in columns], dtype=int).reshape(-1, 2)
+
+
+def _certified_network(pricer: _Pricer, X, y, beta, lam, columns: list[_Column], U,
+                       objective, tol):
+    """(V, W, network, certificate) of a restricted solution U (rows: the columns' u)."""
+    V = np.zeros((X.shape[1], len(pricer.masks)))
+    W = np.zeros_like(V)
+    for (i, s), u in zip(_column_array(columns), U, strict=True):
+        (V if s > 0 else W)[:, i] = u
+    network = rebuild(V, W, 0.0)
+    return V, W, network, _certify(pricer, X, y, beta, lam, network, objective, tol)
+
+
 def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
                       tol: float = DEFAULT_TOL, start: np.ndarray | None = None,
                       time_limit: float | None = None) -> WorkingSetResult:
@@ -446,8 +488,9 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
 
     Each round solves the restricted program, then adds the cone rows its solution violates
     (a column's constraints are imposed lazily) and the most violated columns; columns zero
-    in two consecutive solves are dropped. Rounds use loose solver tolerances until nothing
-    changes, then one tight solve must confirm it.
+    in the last solve leave when columns enter (keeping them two solves made the sets larger
+    and the solves slower: 5.9 s instead of 4.7 s at N = 200, d = 10, 500 patterns). Rounds use
+    loose solver tolerances until the columns settle, then tight ones until no row is added.
     """
     X, y = _check_data(X, y)
     masks = _check_masks(masks, X.shape[0])
@@ -490,37 +533,34 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
         # Rows and columns are added in the same round: the certificate never depends on
         # the restricted solution being feasible, only its tightness does.
         added_rows = _violated_rows(X, masks, columns, U, 4 * d)
-        changed = added_rows > 0
-        norms = np.linalg.norm(U, axis=1)
-        for c, norm in zip(columns, norms, strict=True):
-            c.zero_rounds = c.zero_rounds + 1 if norm <= ZERO_COLUMN * norms.max() else 0
         new = pricer.violators(lam, limit, add, {(c.pattern, c.sign) for c in columns})
         if new:
-            columns = [c for c in columns if c.zero_rounds < 2]
+            norms = np.linalg.norm(U, axis=1)
+            columns = [c for c, norm in zip(columns, norms, strict=True)
+                       if norm > ZERO_COLUMN * norms.max()]
             columns += [column(i, s, lam) for _, i, s in new]
-            changed = True
-        if changed:
+            tight = False
             continue
         if objective == "interpolation" and penalties < MAX_PENALTY_STEPS and \
                 np.max(np.abs(lam)) >= penalty * (1 - 1e-6):
             penalty *= PENALTY_GROWTH  # the residual may be forced: try a larger penalty
             penalties += 1
             continue
-        if not tight:
+        if not tight or added_rows:
+            # the columns are settled; rows may still be added, which changes the solution
+            # little, so the next solve may as well be the tight one that finishes. A
+            # solution violating rows is a network with patterns outside the set, whose
+            # value is no upper bound for the program over the set: no stop before none is.
             tight = True
             continue
         status = "optimal"
         break
-    cols = np.array([(c.pattern, c.sign) for c in solved_columns], dtype=int).reshape(-1, 2)
+    cols = _column_array(solved_columns)
     if U is None:
         return WorkingSetResult(None, status, time.perf_counter() - started, rounds, cols,
                                 None, None, None)
-    V = np.zeros((d, len(masks)))
-    W = np.zeros_like(V)
-    for (i, s), u in zip(cols, U, strict=True):
-        (V if s > 0 else W)[:, i] = u
-    network = rebuild(V, W, 0.0)
-    cert = _certify(pricer, X, y, beta, lam, network, objective, tol)
+    V, W, network, cert = _certified_network(pricer, X, y, beta, lam, solved_columns, U,
+                                             objective, tol)
     if cert.residual > RESIDUAL_TOL and status != "time limit" and (status == "optimal"
                                                                    or penalties > 0):
         # every column priced and the penalty raised: the residual is forced by the data

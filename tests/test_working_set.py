@@ -11,6 +11,8 @@ from dualviz.relu_convex import Network, network_objective, rebuild, two_layer_c
 from dualviz.runner import dataset_for
 from dualviz.store import Store
 from dualviz.working_set import (
+    Certificate,
+    _Pricer,
     certify,
     columns_from_keys,
     columns_to_keys,
@@ -164,6 +166,33 @@ def test_cone_violation_is_the_projection_norm(seed):
     assert exact <= np.linalg.norm(h) + 1e-12
     # an early exit returns an upper bound, never less than the exact value
     assert cone_violation(A, h, cutoff=exact * 1.5) >= exact - 1e-12
+
+
+def test_bounds_remembered_from_an_earlier_lambda_stay_upper_bounds():
+    """The pricer bounds a column by the multipliers of its last exact projection; at another
+    lambda that bound must still lie above the exact violation, and the maximum it finds must
+    be the true maximum (or the certificate's lower bound would be invalid)."""
+    X, y, found = instance(30, 3, 7)
+    pricer = _Pricer(X, found.masks)
+    rng = np.random.default_rng(7)
+    lam = y.copy()
+    pricer.max_violation(lam)
+    for _ in range(3):
+        pricer.violators(lam, 0.0, 10 ** 6, set())  # every column projected exactly
+        lam = lam + 0.3 * rng.standard_normal(lam.shape)
+        G = pricer.gradients(lam)
+        bound, _ = pricer.bounds(G)
+        exact = np.array([[cone_violation(pricer.signs[i][:, None] * X, s * G[i])
+                           for s in (1, -1)] for i in range(len(found.masks))])
+        assert np.all(bound >= exact - 1e-10)
+        assert pricer.max_violation(lam) == pytest.approx(exact.max(), rel=1e-10)
+        assert pricer.mu.any() and np.all(pricer.mu >= 0)
+
+
+def test_bounds_that_contradict_each_other_are_never_certified():
+    """lower > upper beyond the tolerance is a broken certificate, not a tight one."""
+    assert Certificate(1.0, 1.0 + 1e-9, 0.0, 1.0, 1e-8).certified
+    assert not Certificate(1.0 + 1e-9 + 1e-6, 1.0, 0.0, 1.0, 1e-8).certified
 
 
 def test_relu_bounds_warm_start_through_the_store(tmp_path):
