@@ -126,7 +126,8 @@ def _solve_working_set(exp: Experiment, Xn, y, masks, warm: list | None) -> _Con
         norms = np.array([np.linalg.norm((res.V if s > 0 else res.W)[:, i])
                           for i, s in res.columns])
         active = res.columns[norms > 1e-6 * norms.max(initial=0.0)]
-    details = {"rounds": res.rounds, "working_set": len(res.columns),
+    details = {"rounds": res.rounds, "newton_rounds": res.newton_rounds,
+               "working_set": len(res.columns),
                "warm_start": int(0 if start is None else len(start)),
                "columns": columns_to_keys(masks, active)}
     return _ConvexAnswer(res.value, res.status, res.seconds,
