@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import nnls
 
-ROW_TOL = 1e-12  # a row is violated below -ROW_TOL ||h|| (normalised slack)
+ROW_TOL = 1e-12  # a row is violated below -ROW_TOL ||p|| (normalised slack)
+WALK_STEPS = 4  # rows entering a warm-started face before the full NNLS takes over
 
 
 def cone_violation(A: np.ndarray, h: np.ndarray, cutoff: float = -1.0,
@@ -36,16 +37,64 @@ def _face_multipliers(rows: np.ndarray, h: np.ndarray) -> np.ndarray:
     return -np.linalg.lstsq(rows.T, h, rcond=None)[0]
 
 
+def _walk_from_face(A: np.ndarray, h: np.ndarray, norms: np.ndarray,
+                    face: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """Lawson and Hanson's active-set steps for min_{mu >= 0} ||h + A^T mu||, started from the
+    face of a projection at a nearby h; None after WALK_STEPS (or a dependent row).
+
+    The face's rows with positive least-squares multipliers start it; then the most violated
+    row enters, and where the new least-squares multipliers z turn non-positive, mu moves toward
+    z until one reaches zero and its row leaves. Exact once no row is violated.
+    """
+    scale = float(np.linalg.norm(h))
+    passive = np.unique(face)
+    z = np.zeros(0)
+    while passive.size:
+        z = _face_multipliers(A[passive], h)
+        if z.min() > 0:
+            break
+        passive, z = passive[z > 0], np.zeros(0)
+    mu = np.zeros(A.shape[0])
+    mu[passive] = z
+    for _ in range(WALK_STEPS):
+        p = h + A[passive].T @ mu[passive]
+        slack = (A @ p) / norms
+        slack[passive] = np.inf
+        enter = int(np.argmin(slack))
+        length = float(np.linalg.norm(p))
+        # relative to ||p|| as the NNLS below (pricing compares viol with beta to 1e-9); the
+        # floor keeps p = 0 (h in the polar cone) from chasing rounding
+        if slack[enter] >= -ROW_TOL * max(length, 1e-4 * scale):
+            return length, mu
+        passive = np.append(passive, enter)
+        if passive.size > A.shape[1]:
+            return None
+        z = _face_multipliers(A[passive], h)
+        if z[-1] <= 0:  # dependent on the others at this precision
+            return None
+        while z.min() <= 0:
+            current = mu[passive]
+            ratio = np.where(z <= 0, current / np.maximum(current - z, 1e-300), np.inf)
+            leaving = int(np.argmin(ratio))
+            current += ratio[leaving] * (z - current)
+            current[leaving] = 0.0
+            mu[passive] = np.maximum(current, 0.0)
+            passive = passive[current > 0]
+            z = _face_multipliers(A[passive], h) if passive.size else np.zeros(0)
+        mu[passive] = z
+    return None
+
+
 def polar_projection(A: np.ndarray, h: np.ndarray, cutoff: float = -1.0,
                      norms: np.ndarray | None = None,
                      start: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """(||h + A^T mu||, mu): mu >= 0 minimises it, so that h + A^T mu = Pi_K(h).
 
     Pi_K(h) = h + A^T mu with mu = argmin_{mu >= 0} ||h + A^T mu|| (Moreau: h minus its
-    projection on the polar cone {-A^T mu}). First the rows `start` (the face of a projection
-    at a nearby h) are tried as the face: z = argmin ||h + A_F^T z|| is one small solve, and
-    it is the answer when z >= 0 and h + A_F^T z lies in K (the KKT conditions). Otherwise it
-    is computed on a growing subset S of the rows, by non-negative least squares: the
+    projection on the polar cone {-A^T mu}). First a few active-set steps from the rows `start`
+    (the face of a projection at a nearby h: mostly right or one row off, see
+    :func:`_walk_from_face`). Otherwise it is computed on a growing subset S of the rows, by
+    non-negative least squares: the
     projection on K_S (fewer constraints, a larger cone) has norm >= ||Pi_K(h)||, and equals
     it as soon as it lies in K. Returns early with that upper bound (any mu >= 0 gives one)
     once it is <= cutoff.
@@ -54,14 +103,10 @@ def polar_projection(A: np.ndarray, h: np.ndarray, cutoff: float = -1.0,
         norms = np.linalg.norm(A, axis=1)
         norms[norms == 0] = 1.0
     mu = np.zeros(A.shape[0])
-    tolerance = ROW_TOL * float(np.linalg.norm(h))  # slack rounding: p = 0 is exact
     if start is not None and len(start):
-        z = _face_multipliers(A[start], h)
-        if z.min() >= 0:
-            p = h + A[start].T @ z
-            if ((A @ p) / norms).min() >= -tolerance:
-                mu[start] = z
-                return float(np.linalg.norm(p)), mu
+        found = _walk_from_face(A, h, norms, np.asarray(start, dtype=int))
+        if found is not None:
+            return found
     slack = (A @ h) / norms
     if slack.min(initial=0.0) >= 0:
         return float(np.linalg.norm(h)), mu

@@ -87,6 +87,7 @@ NEWTON_EXCESS = 1.0
 # per-step overhead loses (N = 100: 0.55 s against 0.37 s; N = 200: 5.1 s against 4.7 s; N =
 # 500: 59 s against 94-107 s, bench_relu's instances).
 NEWTON_MIN_N = 300
+NEWTON_LOOSE_TOL = 1e-7  # Newton's KKT residuals while the columns still change
 NEWTON_MAX_ENTRIES = 10 ** 7  # m N d: its arrays J_c, A_c (and Hessian factor) stay < 200 MB
 MAX_ROUNDS = 500  # a guard against cycling (dropped columns coming back); never reached in tests
 
@@ -229,8 +230,11 @@ class _Pricer:
             i, sign = int(flat // 2), 1 - 2 * int(flat % 2)
             if (i, sign) in exclude:
                 continue
-            viol = self._value(flat, G, bound, exact, limit)
-            if viol > limit:
+            # a column matters if it beats the want-th violator found so far: a projection
+            # may stop as soon as its bound falls below that
+            threshold = limit if len(found) < want else max(limit, found[want - 1][0])
+            viol = self._value(flat, G, bound, exact, threshold)
+            if viol > threshold:
                 found.append((viol, i, sign))
                 found.sort(reverse=True)
         return found[:want]
@@ -504,7 +508,7 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
     penalty = 10.0 * float(np.abs(y).max(initial=1.0)) + beta  # exact once > ||lambda*||_inf
     rounds, status, U, lam, penalties = 0, "stalled", None, None, 0
     solved_columns: list[_Column] = []
-    tight = False  # interior point: loose tolerances while the set changes, tight to finish
+    tight = False  # loose tolerances while the set changes, tight to finish
     newton_ok = objective == "squared" and n >= NEWTON_MIN_N  # until a Newton solve fails
     excess = np.inf  # max viol / beta - 1 of the columns just added
     newton_rounds = 0
@@ -515,7 +519,7 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
             len(columns) * n * d <= NEWTON_MAX_ENTRIES
         if newton:
             found = _solve_newton(X, y, beta, masks, pricer.row_norms, columns,
-                                  min(NEWTON_TOL, tol / 100))
+                                  min(NEWTON_TOL, tol / 100) if tight else NEWTON_LOOSE_TOL)
             if found.converged:
                 U_new, lam_new = found.U, found.lam
             newton = newton_ok = found.converged
@@ -550,7 +554,7 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
             penalty *= PENALTY_GROWTH  # the residual may be forced: try a larger penalty
             penalties += 1
             continue
-        if not newton and (not tight or added_rows):
+        if not tight or added_rows:
             # the columns are settled; rows may still be added, which changes the solution
             # little, so the next solve may as well be the tight one that finishes (Newton's,
             # if it may: it imposes every row). A solution violating rows is a network with

@@ -186,6 +186,10 @@ def test_bounds_remembered_from_an_earlier_lambda_stay_upper_bounds():
                            for s in (1, -1)] for i in range(len(found.masks))])
         assert np.all(bound >= exact - 1e-10)
         assert pricer.max_violation(lam) == pytest.approx(exact.max(), rel=1e-10)
+        # the scan that stops projections early still returns the 5 largest, exactly
+        top = pricer.violators(lam, 0.0, 5, set())
+        assert [v for v, _, _ in top] == pytest.approx(np.sort(exact.ravel())[::-1][:5],
+                                                       rel=1e-10)
         assert pricer.mu.any() and np.all(pricer.mu >= 0)
 
 
