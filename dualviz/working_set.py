@@ -85,7 +85,7 @@ ZERO_COLUMN = 1e-7  # a column is zero below this fraction of the largest
 NEWTON_EXCESS = 1.0
 # ... and only for N >= NEWTON_MIN_N: below, Clarabel's restricted solves are cheap and Newton's
 # per-step overhead loses (N = 100: 0.55 s against 0.37 s; N = 200: 5.1 s against 4.7 s; N =
-# 500: 59 s against 94-107 s, bench_relu's instances).
+# 500, beta = 5: 43-51 s against 94-107 s; bench_relu's instances).
 NEWTON_MIN_N = 300
 NEWTON_LOOSE_TOL = 1e-7  # Newton's KKT residuals while the columns still change
 NEWTON_MAX_ENTRIES = 10 ** 7  # m N d: its arrays J_c, A_c (and Hessian factor) stay < 200 MB
