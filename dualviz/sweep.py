@@ -208,10 +208,12 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
     progress.total = len(seen)
     limit = max_pending or len(todo) or 1
     pending: dict[Future, tuple[dict, Experiment]] = {}
+    created: list[str] = []  # every job this sweep marked running
     queue = iter(todo)
 
     def submit_more() -> None:
         for coords, exp in itertools.islice(queue, max(0, limit - len(pending))):
+            created.append(exp.hash)
             # running, not queued: a server's job manager would otherwise start it too
             store.create_job(exp.hash, exp.to_query(), running_in=os.getpid())
             pending[executor.submit(solve_point, exp.to_query(), uploaded)] = (coords, exp)
@@ -239,9 +241,13 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
                     on_result(coords, exp, result, progress)
             submit_more()
     finally:
-        for future, (_, exp) in pending.items():
+        for future in pending:
             future.cancel()
-            store.finish(exp.hash, "cancelled", error="the sweep was stopped")
+        # Every job this sweep started, not only the pending ones: a stop (SIGTERM raises
+        # SystemExit anywhere) may fall between marking a job running and submitting it, or
+        # between taking its result and storing it. finish() keeps final statuses.
+        for job_hash in created:
+            store.finish(job_hash, "cancelled", error="the sweep was stopped")
     return [(coords, exp, results.get(exp.hash)) for coords, exp in points
             if exp.hash in results]
 

@@ -236,6 +236,34 @@ def test_points_in_flight_are_running_so_no_job_manager_starts_them(store):
     assert store.jobs_with_status("queued") == []
 
 
+class StoppedAtSubmit(CountingExecutor):
+    """A real executor where SIGTERM's handler (SystemExit) fires inside the `stop_at`-th
+    submit: after the sweep marked that point running, before it holds a future for it."""
+
+    def __init__(self, inner: Executor, stop_at: int):
+        super().__init__(inner)
+        self.stop_at = stop_at
+
+    def submit(self, fn, /, *args, **kwargs):
+        if len(self.submitted) + 1 == self.stop_at:
+            raise SystemExit(143)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_stop_between_marking_a_point_running_and_submitting_it_leaves_none_running(store):
+    """The CLI sweep's SIGTERM can land anywhere; a CI run once left a point running (found
+    by the test below). Every point the sweep started must end final."""
+    executor = StoppedAtSubmit(local_executor(1), stop_at=3)
+    try:
+        with pytest.raises(SystemExit):
+            run_sweep(GRID, store, executor, max_pending=2)
+    finally:
+        executor.shutdown(cancel_futures=True)
+    statuses = [j.status for _, e in GRID.points() if (j := store.job(e.hash))]
+    assert len(statuses) == 3  # two submitted, the third marked running when the stop came
+    assert "running" not in statuses and "queued" not in statuses, statuses
+
+
 def test_stopping_a_cli_sweep_with_sigterm_leaves_no_point_running(tmp_path):
     """The page's Stop sends SIGTERM to the driver's process group."""
     env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
