@@ -51,7 +51,8 @@ SIGMA_UP, SIGMA_DOWN = 5.0, 2.0
 @dataclass(frozen=True, eq=False)
 class NewtonSolve:
     """The result: U (m x d, each row in its cone), lambda = y - sum_c J_c u_c, and the
-    penalty reached (a good start for the next, similar solve)."""
+    penalty reached (for the record: a next solve whose new columns start at zero did better
+    from sigma = 1 than from it, 60 s against 73 s at N = 500)."""
 
     converged: bool
     U: np.ndarray
