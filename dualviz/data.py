@@ -15,6 +15,7 @@ turns arbitrary input into a read-only, float64, C-contiguous :class:`Dataset` o
 
 from __future__ import annotations
 
+import ast
 import csv
 import hashlib
 import io
@@ -30,7 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .config import env_number
+from . import limits
 
 __all__ = [
     "MAX_FEATURES",
@@ -52,7 +53,7 @@ __all__ = [
 MAX_ROWS = 5000
 MAX_FEATURES = 500
 MAX_OUTPUTS = 50
-MAX_FILE_BYTES = int(env_number("DUALVIZ_MAX_UPLOAD_MB", 20) * 1024 * 1024)
+MAX_FILE_BYTES = limits.upload_bytes()
 
 SPECTRA = ("equal", "linear", "geometric")
 
@@ -452,74 +453,167 @@ def _read_source(source: Any, name: str | None, default: str) -> tuple[bytes, st
     return raw, label
 
 
-def _npz_member_header(zf: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
-    """Read shape and dtype from the ``.npy`` header of ``key`` without loading data.
-
-    Returns None when the header format is one this helper does not parse (version 3.0).
-    """
-    fmt = np.lib.format
-    with zf.open(f"{key}.npy") as fp:
-        version = fmt.read_magic(fp)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(fp)
-        else:
-            return None
-    return tuple(shape), dtype
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_MAX_HEADER = 10_000  # numpy's own default max_header_size
+_ZIP_MAX_ENTRIES = 64  # an .npz of X and Y (and a few extras) needs no more
 
 
-def _load_npz_member(z: Any, key: str, label: str) -> np.ndarray:
+def _zip_entry_count(raw: bytes) -> int | None:
+    """The entry count that the end-of-central-directory record declares (None: no record),
+    read before zipfile builds an object for every entry."""
+    tail = raw[-(22 + 0xFFFF):]
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    return int.from_bytes(tail[at + 10:at + 12], "little")
+
+
+def _npy_header(fp: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, header length) of an .npy stream, every header version
+    (1.0, 2.0, 3.0), read and checked without touching the data: only plain numbers pass
+    (no objects, no structured or sub-array dtypes, no item larger than 8 bytes)."""
+    magic = fp.read(8)
+    if len(magic) < 8 or magic[:6] != _NPY_MAGIC:
+        raise DataError(f"{where} is not a valid NumPy array (no .npy header)")
+    major = magic[6]
+    if major not in (1, 2, 3):
+        raise DataError(f"{where} has an .npy header version {major}.{magic[7]} this app does "
+                        "not read")
+    size_bytes = 2 if major == 1 else 4
+    length = int.from_bytes(fp.read(size_bytes), "little")
+    if length > _NPY_MAX_HEADER:
+        raise DataError(f"{where} has an .npy header of {length} bytes; the limit is "
+                        f"{_NPY_MAX_HEADER}")
+    text = fp.read(length)
+    try:
+        header = ast.literal_eval(text.decode("utf8" if major == 3 else "latin1"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise DataError(f"{where} has an unreadable .npy header") from None
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise DataError(f"{where} has an unreadable .npy header")
+    descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
+    if not isinstance(descr, str):
+        raise DataError(f"{where} is a structured array; plain numbers are required")
+    if descr.lstrip("<>|=").startswith("O"):
+        raise DataError(f"{where} holds Python objects; refusing to unpickle")
+    try:
+        dtype = np.dtype(descr)
+    except (TypeError, ValueError):
+        raise DataError(f"{where} has an unknown dtype {descr[:30]!r}") from None
+    if dtype.hasobject:
+        raise DataError(f"{where} holds Python objects; refusing to unpickle")
+    if dtype.kind not in _NUMERIC_KINDS or dtype.subdtype is not None or dtype.itemsize > 8:
+        raise DataError(f"{where} has dtype {descr[:30]!r}; plain numbers (bool, integers, "
+                        "floats of at most 8 bytes) are required")
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and not isinstance(n, bool)
+                                             and n >= 0 for n in shape)
+            and isinstance(fortran, bool)):
+        raise DataError(f"{where} has an unreadable .npy header")
+    return shape, fortran, dtype, 6 + 2 + size_bytes + length
+
+
+def _load_npz_member(zf: zipfile.ZipFile, member: str, key: str, label: str) -> np.ndarray:
+    """One array of the archive, its declared sizes checked before anything is decompressed:
+    the zip entry's uncompressed size, then the .npy header's shape and item size; then
+    exactly the declared bytes are read (a deflate stream cannot expand beyond them)."""
+    where = f"{label}: {key}"
+    info = zf.getinfo(member)
+    columns = MAX_FEATURES if key == "X" else MAX_OUTPUTS
     max_values = MAX_ROWS * max(MAX_FEATURES, MAX_OUTPUTS)
+    if info.file_size > 8 * max_values + _NPY_MAX_HEADER + 64:
+        raise DataError(f"{where} unpacks to {info.file_size / 1e6:.1f} MB, more than an array "
+                        f"of {max_values} values takes")
     try:
-        header = _npz_member_header(z.zip, key)
-    except Exception as exc:
-        raise DataError(f"{label}: entry {key!r} is not a valid NumPy array ({exc})") from None
-    if header is not None:
-        shape, dtype = header
-        if dtype.hasobject:
-            raise DataError(f"{label}: {key} holds Python objects; refusing to unpickle")
-        if math.prod(shape) > max_values:
-            raise DataError(
-                f"{label}: {key} has shape {shape}, more than the {max_values} values allowed"
-            )
-    try:
-        return z[key]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError(f"{label}: {key} holds Python objects; refusing to unpickle") from None
-        raise DataError(f"{label}: cannot read {key} ({exc})") from None
-    except Exception as exc:
-        raise DataError(f"{label}: cannot read {key} ({exc})") from None
+        with zf.open(info) as fp:
+            shape, fortran, dtype, header_bytes = _npy_header(fp, where)
+            count = math.prod(shape)
+            if count > max_values:
+                raise DataError(f"{where} has shape {shape}, more than the {max_values} values "
+                                "allowed")
+            if len(shape) > 2:
+                raise DataError(f"{where} must be 1-D or 2-D, got shape {shape}")
+            if shape and shape[0] > MAX_ROWS:
+                raise DataError(f"{where} has {shape[0]} rows; the limit is {MAX_ROWS}")
+            if len(shape) == 2 and shape[1] > columns:
+                raise DataError(f"{where} has {shape[1]} columns; the limit is {columns}")
+            nbytes = count * dtype.itemsize
+            if info.file_size < header_bytes + nbytes:
+                raise DataError(f"{where} is truncated ({info.file_size} bytes for "
+                                f"{nbytes} bytes of data)")
+            body = fp.read(nbytes)
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise DataError(f"{where}: cannot read it ({str(exc)[:100]})") from None
+    if len(body) != nbytes:
+        raise DataError(f"{where} is truncated")
+    return np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def load_npz(source: Source, name: str | None = None) -> Dataset:
     """Load a ``.npz`` archive holding arrays ``X`` (N x d) and ``Y`` (N x K or N).
 
     ``source`` is a path, bytes, or a binary file-like (e.g. an upload); at most
-    ``MAX_FILE_BYTES`` are accepted.  Loading never unpickles: object arrays are refused.
-    Keys are case-sensitive; other keys are ignored.  ``name`` defaults to the file name.
+    ``MAX_FILE_BYTES`` are accepted. Loading never unpickles (object arrays are refused) and
+    never trusts a size it has not checked: the archive's entry count, each entry's
+    uncompressed size and each array's declared shape and dtype are checked first, so memory
+    stays within the size caps whatever the file claims. Keys are case-sensitive; other keys
+    are ignored. ``name`` defaults to the file name.
     """
     raw, label = _read_source(source, name, "data.npz")
     if not raw.startswith(b"PK"):
         raise DataError(f"{label} is not a valid .npz file (expected a zip archive of arrays)")
-    try:
-        z = np.load(io.BytesIO(raw), allow_pickle=False)
-    except Exception:
-        raise DataError(f"{label} is not a valid .npz file") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
+    entries = _zip_entry_count(raw)
+    if entries is None:
         raise DataError(f"{label} is not a valid .npz file")
-    with z:
-        keys = list(z.files)
-        missing = [key for key in ("X", "Y") if key not in keys]
+    if entries > _ZIP_MAX_ENTRIES:
+        raise DataError(f"{label} holds {entries} entries; an .npz of X and Y needs a few "
+                        f"(the limit is {_ZIP_MAX_ENTRIES})")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(raw))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise DataError(f"{label} is not a valid .npz file") from None
+    with zf:
+        members = {n.removesuffix(".npy"): n for n in zf.namelist()}
+        missing = [key for key in ("X", "Y") if key not in members]
         if missing:
-            found = ", ".join(repr(key) for key in keys) or "none"
+            found = ", ".join(repr(key) for key in members) or "none"
             raise DataError(
                 f"{label} has no array named {' or '.join(missing)}; keys found: {found}"
             )
-        X = _load_npz_member(z, "X", label)
-        Y = _load_npz_member(z, "Y", label)
+        X = _load_npz_member(zf, members["X"], "X", label)
+        Y = _load_npz_member(zf, members["Y"], "Y", label)
     return validate_arrays(X, Y, name=label)
+
+
+_MAX_HEADER_LINE = 1 << 18  # characters of a CSV header (MAX_FEATURES + MAX_OUTPUTS names)
+_MAX_CELL = 64  # characters per numeric cell that a data line may average
+
+
+def _csv_lines(raw: bytes, label: str, limit: list[int]):
+    """The lines of a UTF-8 file one at a time (a BOM dropped), each at most limit[0]
+    characters: the caller tightens the limit once the header says how many cells a row has,
+    so no line can make the parser build an unbounded row."""
+    stream = io.BytesIO(raw)
+    offset = 0
+    first = True
+    while True:
+        line = stream.readline(4 * limit[0] + 4)
+        if not line:
+            return
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{label} is not UTF-8 text (bad byte at position "
+                            f"{offset + exc.start})") from None
+        if first:
+            text = text.removeprefix("\ufeff")
+            first = False
+        if len(text.rstrip("\r\n")) > limit[0]:
+            raise DataError(f"{label}: a line of more than {limit[0]} characters; a row of "
+                            "this file cannot be that long")
+        offset += len(line)
+        yield text
 
 
 def load_csv(source: Source, name: str | None = None) -> Dataset:
@@ -529,13 +623,13 @@ def load_csv(source: Source, name: str | None = None) -> Dataset:
     surrounding spaces ignored) are targets, in file order; all other columns are features,
     in file order.  Blank lines are skipped.  Every cell must parse with ``float()``
     (so ``nan``/``inf`` parse, and are then refused by :func:`validate_arrays`).
+
+    The file is parsed as a stream into a preallocated float64 table: the column and row caps
+    apply while reading, so memory stays about the size of the largest allowed table.
     """
     raw, label = _read_source(source, name, "data.csv")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{label} is not UTF-8 text (bad byte at position {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    limit = [_MAX_HEADER_LINE]
+    reader = csv.reader(_csv_lines(raw, label, limit))
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
@@ -543,6 +637,9 @@ def load_csv(source: Source, name: str | None = None) -> Dataset:
         if header is None:
             raise DataError(f"{label} is empty; expected a header row and data rows")
         columns = [cell.strip() for cell in header]
+        if len(columns) > MAX_FEATURES + MAX_OUTPUTS:
+            raise DataError(f"{label} has {len(columns)} columns; the limit is "
+                            f"{MAX_FEATURES + MAX_OUTPUTS}")
         is_target = [bool(_TARGET_COLUMN.fullmatch(c)) for c in columns]
         if not any(is_target):
             raise DataError(
@@ -551,7 +648,9 @@ def load_csv(source: Source, name: str | None = None) -> Dataset:
             )
         if all(is_target):
             raise DataError(f"{label} has no feature column; every column is a target (y...)")
-        rows: list[list[float]] = []
+        limit[0] = _MAX_CELL * len(columns) + 1024
+        table = np.empty((min(MAX_ROWS, 256), len(columns)))
+        count = 0
         for cells in reader:
             if not any(cell.strip() for cell in cells):
                 continue
@@ -561,22 +660,27 @@ def load_csv(source: Source, name: str | None = None) -> Dataset:
                     f"{label}: row {line} has {len(cells)} cells but the header has "
                     f"{len(columns)} columns"
                 )
-            values = []
-            for col, cell in zip(columns, cells, strict=True):
+            if count == MAX_ROWS:
+                raise DataError(f"{label} has at least {MAX_ROWS + 1} rows; the limit is "
+                                f"{MAX_ROWS}")
+            if count == len(table):
+                table = np.concatenate([table, np.empty((min(len(table), MAX_ROWS - count),
+                                                         len(columns)))])
+            for j, (col, cell) in enumerate(zip(columns, cells, strict=True)):
                 try:
-                    values.append(float(cell))
+                    table[count, j] = float(cell)
                 except ValueError:
                     shown = cell if len(cell) <= 30 else cell[:27] + "..."
                     raise DataError(
                         f"{label}: row {line}, column {col!r}: {shown!r} is not a number"
                     ) from None
-            rows.append(values)
+            count += 1
     except csv.Error as exc:
         raise DataError(f"{label} is not valid CSV (line {reader.line_num}: {exc})") from None
-    if not rows:
+    if not count:
         raise DataError(f"{label} has a header but no data rows")
-    table = np.array(rows, dtype=np.float64)
     mask = np.array(is_target)
+    table = table[:count]
     return validate_arrays(table[:, ~mask], table[:, mask], name=label)
 
 
