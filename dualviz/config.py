@@ -12,11 +12,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
+
+from . import footprint, limits
+from .limits import env_number
 
 # Bump when a change of code changes what a stored result means: old hashes stop matching.
 SCHEMA_VERSION = 3
@@ -40,6 +42,14 @@ class Knob:
     high: float | None = None
     log: bool = False  # a log-scale slider on the page
     restarts: bool = True  # changing it starts a new job (False: applies live)
+    # When the knob can change a result (a predicate on the values of all knobs, by name),
+    # and the words saying when it does; None: always. A knob that cannot change a result is
+    # left out of the hash (one computation, one hash) and its control is disabled.
+    applies_if: Callable[[Mapping[str, Any]], bool] | None = None
+    applies_text: str = ""
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        return self.applies_if is None or bool(self.applies_if(values))
 
     @property
     def key(self) -> str:
@@ -51,6 +61,18 @@ def _knob(default: Any, kind: str, group: str, label: str, help: str, **spec: An
     # The knob's name is filled in from the field name once the dataclass exists.
     knob = Knob(name="", kind=kind, default=default, group=group, label=label, help=help, **spec)
     return dataclasses.field(default=default, metadata={"knob": knob})
+
+
+def _synthetic(values: Mapping[str, Any]) -> bool:
+    return values["data"] == SYNTHETIC
+
+
+def _low_rank(values: Mapping[str, Any]) -> bool:
+    return _synthetic(values) and values["dataset"] == "low-rank"
+
+
+_SYNTHETIC_TEXT = "synthetic data (an upload brings its own)"
+_LOW_RANK_TEXT = "synthetic low-rank data"
 
 
 class ConfigError(ValueError):
@@ -74,11 +96,15 @@ class Experiment:
     width: int = _knob(
         8, "int", "network", "Width",
         "Hidden width of the standard net (and of the inner layers of each parallel branch). "
-        "Below rank(W*) the net cannot interpolate.", low=1, high=256)
+        "Below rank(W*) the net cannot interpolate.", low=1, high=256,
+        applies_if=lambda v: v["arch"] == "standard" or v["depth"] >= 3,
+        applies_text="standard nets, and parallel nets with L >= 3 (a two-layer branch is "
+                     "one neuron)")
     branches: int = _knob(
         8, "int", "network", "Branches",
         "Number of branches m of the parallel net; m >= rank(W*) is needed to interpolate.",
-        low=1, high=256)
+        low=1, high=256, applies_if=lambda v: v["arch"] == "parallel",
+        applies_text="parallel nets")
     # regularization
     objective: str = _knob(
         "interpolation", "choice", "regularization", "Objective",
@@ -95,7 +121,8 @@ class Experiment:
     t: float = _knob(
         1.0, "float", "regularization", "t",
         "Norm bound t of the constrained layers (rescaled regularization only).",
-        low=1e-2, high=1e2, log=True)
+        low=1e-2, high=1e2, log=True, applies_if=lambda v: v["regularization"] == "rescaled",
+        applies_text="the rescaled regularization (L-th power is rescaled with t = 1)")
     # data
     data: str = _knob(
         SYNTHETIC, "str", "data", "Data",
@@ -104,39 +131,52 @@ class Experiment:
         "low-rank", "choice", "data", "Synthetic data",
         "low-rank: X and W* of chosen ranks and spectrum (deep linear nets); regression: points "
         "in [-1, 1]^d with a scalar target (ReLU nets, with a bias); rank-one: X = c a^T "
-        "(three-layer ReLU duality).", choices=("low-rank", "regression", "rank-one"))
+        "(three-layer ReLU duality).", choices=("low-rank", "regression", "rank-one"),
+        applies_if=_synthetic, applies_text=_SYNTHETIC_TEXT)
     regression_target: str = _knob(
         "sine", "choice", "data", "Regression target",
         "Scalar target of the regression data: sin(pi sum x), |sum x| - 1/2, or a random "
-        "three-neuron ReLU teacher.", choices=("sine", "abs", "teacher"))
+        "three-neuron ReLU teacher.", choices=("sine", "abs", "teacher"),
+        applies_if=lambda v: _synthetic(v) and v["dataset"] == "regression",
+        applies_text="synthetic regression data")
     rank_one_target: str = _knob(
         "sign-changing", "choice", "data", "Rank-one target",
         "Target of rank-one data Y = c+ alpha^T + c- gamma^T: sign-changing (Y = c), collinear "
         "(gamma = alpha/2: zero gap) or generic (independent alpha, gamma).",
-        choices=("sign-changing", "collinear", "generic"))
+        choices=("sign-changing", "collinear", "generic"),
+        applies_if=lambda v: _synthetic(v) and v["dataset"] == "rank-one",
+        applies_text="synthetic rank-one data")
     n: int = _knob(
-        20, "int", "data", "Samples N", "Number of samples (rows of X).", low=1, high=2000)
-    d: int = _knob(5, "int", "data", "Features d", "Number of input features.", low=1, high=200)
+        20, "int", "data", "Samples N", "Number of samples (rows of X).", low=1, high=2000,
+        applies_if=_synthetic, applies_text=_SYNTHETIC_TEXT)
+    d: int = _knob(5, "int", "data", "Features d", "Number of input features.", low=1, high=200,
+                   applies_if=_synthetic, applies_text=_SYNTHETIC_TEXT)
     k: int = _knob(
-        3, "int", "data", "Outputs K", "Number of outputs (columns of Y).", low=1, high=20)
+        3, "int", "data", "Outputs K", "Number of outputs (columns of Y).", low=1, high=20,
+        applies_if=lambda v: _synthetic(v) and v["dataset"] != "regression",
+        applies_text="synthetic low-rank and rank-one data (regression targets are scalar)")
     x_rank: int = _knob(
         5, "int", "data", "rank(X)", "Rank of the data matrix X (at most min(N, d)).",
-        low=1, high=200)
+        low=1, high=200, applies_if=_low_rank, applies_text=_LOW_RANK_TEXT)
     target_rank: int = _knob(
         2, "int", "data", "rank(W*)",
         "Rank of the target map W* (at most min(rank X, K)); rank >= 2 and L >= 3 open the gap "
-        "of a standard net.", low=1, high=20)
+        "of a standard net.", low=1, high=20, applies_if=_low_rank,
+        applies_text=_LOW_RANK_TEXT)
     spectrum: str = _knob(
         "equal", "choice", "data", "Spectrum of W*",
         "Singular values of W*: equal (all 2), linear (2, 2(r-1)/r, ..., 2/r) or geometric "
-        "(2, 1, 0.5, ...).", choices=("equal", "linear", "geometric"))
+        "(2, 1, 0.5, ...).", choices=("equal", "linear", "geometric"), applies_if=_low_rank,
+        applies_text=_LOW_RANK_TEXT)
     noise: float = _knob(
         0.0, "float", "data", "Noise",
         "Std of Gaussian noise added to Y (kept in the range of X under interpolation).",
-        low=0.0, high=10.0)
+        low=0.0, high=10.0, applies_if=lambda v: _synthetic(v) and v["dataset"] != "rank-one",
+        applies_text="synthetic low-rank and regression data")
     whiten: bool = _knob(
         False, "bool", "data", "Whiten X", "Make X^T X = I (needs rank(X) = d <= N); enables the "
-        "closed forms for the squared loss.")
+        "closed forms for the squared loss.", applies_if=_low_rank,
+        applies_text=_LOW_RANK_TEXT)
     seed: int = _knob(
         0, "int", "data", "Seed", "Random seed of the data and of the initialisations.",
         low=0, high=2**31 - 1)
@@ -159,10 +199,14 @@ class Experiment:
         "working-set", "choice", "solver", "ReLU convex solver",
         "Two-layer ReLU nets: working-set solves the convex program by column generation and "
         "certifies it with a dual bound (fast); cvxpy solves it over all patterns at once "
-        "with CVXPY + Clarabel (a cross-check, slower).", choices=("working-set", "cvxpy"))
+        "with CVXPY + Clarabel (a cross-check, slower).", choices=("working-set", "cvxpy"),
+        applies_if=lambda v: v["activation"] == "relu" and v["depth"] == 2,
+        applies_text="two-layer ReLU nets")
 
     def __post_init__(self) -> None:
-        clean, notes = _normalize({k.name: getattr(self, k.name) for k in KNOBS})
+        # The table's bounds, not this server's caps: caps apply where values arrive (links,
+        # the CLI, pages: from_values), so a module may build a fixed small instance anywhere.
+        clean, notes = _normalize({k.name: getattr(self, k.name) for k in KNOBS}, caps=False)
         if notes:
             raise ConfigError("invalid experiment: " + "; ".join(notes))
         for name, value in clean.items():  # canonical types (e.g. 3 -> 3.0 for a float knob)
@@ -174,7 +218,8 @@ class Experiment:
         """Parse, validate and clamp raw values (strings from a URL or CLI are fine).
 
         Keys may be field names (``target_rank``) or URL keys (``target-rank``). Unknown keys are
-        ignored. Returns the experiment and one note per value that was changed.
+        ignored. Returns the experiment and one note per value that was changed. This server's
+        caps ($DUALVIZ_MAX_<KNOB>, the job memory) apply to given values and defaults alike.
         """
         raw: dict[str, Any] = {}
         notes: list[str] = []
@@ -213,10 +258,25 @@ class Experiment:
         """The JSON form used by the CLI and the store: every knob plus the hash."""
         return {**self.to_dict(), "hash": self.hash}
 
+    def applies(self, name: str) -> bool:
+        """Whether the knob `name` can change this experiment's result (see Knob.applies_if)."""
+        return KNOBS_BY_NAME[name].applies(self.to_dict())
+
+    @property
+    def canonical(self) -> Experiment:
+        """The same computation with every knob that cannot change it at its default: what
+        is hashed, stored and run (a link keeps the visitor's values, e.g. t while weight
+        decay is chosen, for when they apply again)."""
+        values = self.to_dict()
+        return dataclasses.replace(self, **{k.name: k.default for k in KNOBS
+                                            if not k.applies(values)})
+
     @property
     def hash(self) -> str:
-        """A stable content hash: the key of every cached or stored result of this run."""
-        payload = json.dumps({"schema": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True)
+        """A stable content hash: the key of every cached or stored result of this run.
+        Experiments that differ only in knobs that cannot change the result share it."""
+        payload = json.dumps({"schema": SCHEMA_VERSION, **self.canonical.to_dict()},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
@@ -252,8 +312,9 @@ def format_value(knob: Knob, value: Any) -> str:
     return repr(value) if knob.kind == "float" else str(value)
 
 
-def parse_knob(knob: Knob, value: Any) -> tuple[Any, str | None]:
-    """One raw value -> (clean value, note or None). Never raises."""
+def parse_knob(knob: Knob, value: Any, caps: bool = True) -> tuple[Any, str | None]:
+    """One raw value -> (clean value, note or None). Never raises. caps: apply this server's
+    cap ($DUALVIZ_MAX_<KNOB>) as well as the table's bounds."""
     shown = _short(value)
     if knob.kind == "choice":
         text = str(value).strip().lower()
@@ -285,7 +346,7 @@ def parse_knob(knob: Knob, value: Any) -> tuple[Any, str | None]:
     if math.isnan(number):
         return knob.default, f"{knob.key}: '{shown}' is not a number; using {knob.default}"
     assert knob.low is not None and knob.high is not None
-    high = upper_bound(knob)
+    high = upper_bound(knob) if caps else knob.high
     if not knob.low <= number <= high:
         clamped = min(max(number, knob.low), high)
         clamped = int(clamped) if knob.kind == "int" else clamped
@@ -299,16 +360,6 @@ def parse_knob(knob: Knob, value: Any) -> tuple[Any, str | None]:
     return number, None
 
 
-def env_number(name: str, default: float) -> float:
-    """A positive number from the environment, else the default (a typo must not stop a
-    server)."""
-    try:
-        value = float(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if value > 0 and math.isfinite(value) else default
-
-
 def cap_variable(knob: Knob) -> str:
     """The environment variable that lowers a numeric knob's upper bound on a server."""
     return f"DUALVIZ_MAX_{knob.name.upper()}"
@@ -318,13 +369,10 @@ def upper_bound(knob: Knob) -> float:
     """The knob's upper bound here: the table's, or lower where $DUALVIZ_MAX_<NAME> caps it
     (a shared server limits the size and length of every job: N, width, iterations, ...).
 
-    A cap that is not a number, or is below the knob's lower bound, is ignored: a typo must
-    not stop a server."""
+    A cap that is not a positive number, or is below the knob's lower bound, is ignored (and
+    reported once): a typo must not stop a server."""
     assert knob.high is not None and knob.low is not None
-    try:
-        cap = float(os.environ.get(cap_variable(knob), "inf"))
-    except ValueError:
-        return knob.high
+    cap = env_number(cap_variable(knob), knob.high)
     return min(knob.high, cap) if knob.low <= cap else knob.high
 
 
@@ -337,17 +385,24 @@ def _is_data_ref(text: str) -> bool:
     return text == SYNTHETIC or (len(text) == 16 and all(c in "0123456789abcdef" for c in text))
 
 
-def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Per-knob parsing and clamping, then the constraints that tie knobs together."""
+def _normalize(raw: Mapping[str, Any], caps: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """Per-knob parsing and clamping, then the constraints that tie knobs together. caps:
+    this server's caps apply too (to given values and to defaults), and a network too big
+    for a job's memory is made smaller."""
     values: dict[str, Any] = {}
     notes: list[str] = []
     for knob in KNOBS:
         if knob.name in raw:
-            value, note = parse_knob(knob, raw[knob.name])
+            value, note = parse_knob(knob, raw[knob.name], caps)
             if note:
                 notes.append(note)
         else:
             value = knob.default
+            if caps and knob.kind in ("int", "float") and value > upper_bound(knob):
+                value = int(upper_bound(knob)) if knob.kind == "int" else upper_bound(knob)
+                notes.append(f"{knob.key}: the default {format_value(knob, knob.default)} is "
+                             f"above this server's cap (${cap_variable(knob)}); using "
+                             f"{format_value(knob, value)}")
         values[knob.name] = value
 
     def lower(name: str, bound: int, why: str) -> None:
@@ -357,18 +412,51 @@ def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     if values["activation"] == "relu":
         lower("depth", RELU_MAX_DEPTH, f"{RELU_MAX_DEPTH} for ReLU networks")
-    elif values["relu_solver"] != KNOBS_BY_NAME["relu_solver"].default:
-        # no effect on linear runs: one hash for one computation
-        default = KNOBS_BY_NAME["relu_solver"].default
-        notes.append(f"relu-solver: applies to ReLU networks only; using {default}")
-        values["relu_solver"] = default
-    if values["dataset"] != "low-rank":
-        return values, notes  # the rank and whitening knobs shape only the low-rank data
-    if values["whiten"]:
-        lower("d", values["n"], "N (a whitened X needs d <= N)")
-        if values["x_rank"] != values["d"]:
-            notes.append(f"x-rank: a whitened X has full rank; using {values['d']}")
-            values["x_rank"] = values["d"]
-    lower("x_rank", min(values["n"], values["d"]), "min(N, d)")
-    lower("target_rank", min(values["x_rank"], values["k"]), "min(rank X, K)")
+    if values["dataset"] == "low-rank":  # the rank and whitening knobs shape the low-rank data
+        if values["whiten"]:
+            lower("d", values["n"], "N (a whitened X needs d <= N)")
+            if values["x_rank"] != values["d"]:
+                notes.append(f"x-rank: a whitened X has full rank; using {values['d']}")
+                values["x_rank"] = values["d"]
+        lower("x_rank", min(values["n"], values["d"]), "min(N, d)")
+        lower("target_rank", min(values["x_rank"], values["k"]), "min(rank X, K)")
+    if caps and values["data"] == SYNTHETIC:  # an upload's shape is checked when it runs
+        notes += fit_network(values, limits.job_memory_bytes())
     return values, notes
+
+
+def network_dimensions(values: Mapping[str, Any], n: int, d: int, k: int) -> dict[str, Any]:
+    """The arguments of footprint.training_bytes for these knob values on N x d -> K data
+    (a ReLU net's bias is one more input)."""
+    return {"arch": values["arch"], "depth": values["depth"],
+            "d": d + (values["activation"] == "relu"), "k": k, "width": values["width"],
+            "branches": values["branches"], "n": n, "optimizer": values["optimizer"]}
+
+
+def fit_network(values: dict[str, Any], budget: int, n: int | None = None,
+                d: int | None = None, k: int | None = None) -> list[str]:
+    """Make the network small enough to train within `budget` bytes (footprint.fits): a
+    smaller width first, then (a parallel net) fewer branches, since the branches are what a
+    parallel net needs to reach its dual (m >= rank W*) and any inner width works. Changes
+    `values`; one note per change. n, d, k: the data's shape (default: the synthetic data's
+    knobs)."""
+    shape = (values["n"] if n is None else n, values["d"] if d is None else d,
+             (1 if values["dataset"] == "regression" else values["k"]) if k is None else k)
+    notes = []
+    names = ("width", "branches") if values["arch"] == "parallel" else ("width",)
+    for name in names:
+        def fits_at(size: int, name: str = name) -> bool:
+            return footprint.fits(**network_dimensions({**values, name: size}, *shape),
+                                  budget=budget)
+
+        if fits_at(values[name]):
+            return notes
+        best = footprint.largest_fitting(1, values[name], fits_at)
+        needed = footprint.training_bytes(**network_dimensions(values, *shape))
+        notes.append(f"{KNOBS_BY_NAME[name].key}: a net this large needs about "
+                     f"{needed / 2**20:.0f} MB to train, more than this server gives a job "
+                     f"($DUALVIZ_JOB_MEMORY_MB = {budget / 2**20:.0f} MB); using {best or 1}")
+        values[name] = best or 1
+        if best is not None:
+            return notes
+    return notes

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dualviz import limits
 from dualviz.config import (
     KNOBS,
     KNOBS_BY_KEY,
@@ -24,6 +25,7 @@ from dualviz.config import (
     ConfigError,
     Experiment,
     Knob,
+    fit_network,
 )
 
 PROPERTY = settings(
@@ -83,8 +85,8 @@ def experiments(draw) -> Experiment:
     values["target_rank"] = draw(st.integers(1, min(values["x_rank"], k)))
     if values["activation"] == "relu":
         values["depth"] = min(values["depth"], RELU_MAX_DEPTH)
-    else:
-        values["relu_solver"] = KNOBS_BY_NAME["relu_solver"].default
+    if values["data"] == SYNTHETIC:  # a net that fits this server's job memory (no note)
+        fit_network(values, limits.job_memory_bytes())
     return Experiment(**values)
 
 
@@ -390,26 +392,38 @@ def test_hash_is_16_hex_digits() -> None:
     assert Experiment().to_record()["hash"] == h
 
 
-def test_every_knob_of_the_default_changes_the_hash() -> None:
+def test_every_knob_changes_the_hash_exactly_where_it_applies() -> None:
+    """One computation, one hash: a knob that cannot change the result (t under weight
+    decay, branches of a standard net, the synthetic-data knobs of an upload, ...) is left
+    out of it; every other single change gives a new hash."""
     seen: set[str] = set()
-    for default in (Experiment(), Experiment(activation="relu")):  # relu-solver: ReLU only
+    starts = (Experiment(), Experiment(arch="parallel"), Experiment(data="0123456789abcdef"),
+              Experiment(activation="relu", depth=2, dataset="regression"),
+              Experiment(activation="relu", dataset="rank-one"))
+    for default in starts:
         changed = single_changes(default)
-        seen |= {name for name, _ in changed}
+        applying = [(name, e) for name, e in changed if default.applies(name)]
+        seen |= {name for name, _ in applying}
         hashes = {default.hash}
         for name, e in changed:
             assert e != default
-            assert e.hash != default.hash, name
+            assert (e.hash != default.hash) == default.applies(name), name
             hashes.add(e.hash)
-        assert len(hashes) == len(changed) + 1  # no two single changes collide either
+        assert len(hashes) == len(applying) + 1  # no two single changes collide either
     assert seen == {k.name for k in KNOBS}
+    assert Experiment(regularization="weight-decay", t=3.0).hash == \
+        Experiment(regularization="weight-decay").hash
+    assert Experiment(t=3.0).hash != Experiment().hash
 
 
 @settings(PROPERTY, max_examples=40)
 @given(experiments())
-def test_hash_changes_with_any_single_knob(e: Experiment) -> None:
+def test_hash_changes_with_any_single_knob_that_applies(e: Experiment) -> None:
     assert len(e.hash) == 16 and set(e.hash) <= set(HEX)
     for name, other in single_changes(e):
-        assert other.hash != e.hash, (name, getattr(e, name), getattr(other, name))
+        assert (other.hash != e.hash) == e.applies(name), (name, getattr(e, name),
+                                                           getattr(other, name))
+        assert other.canonical.hash == other.hash
 
 
 @PROPERTY

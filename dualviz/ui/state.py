@@ -75,11 +75,16 @@ def _touch(name: str) -> None:
     st.session_state.setdefault(_TOUCHED, set()).add(name)
 
 
-def _widget(knob: Knob, **callback: Any) -> Any:
-    """The control of one knob; `callback`: on_change and its args, given to the widget."""
+def _widget(knob: Knob, applies: bool = True, **callback: Any) -> Any:
+    """The control of one knob; `callback`: on_change and its args, given to the widget.
+    A knob that cannot change this experiment's result is shown disabled, saying when it
+    would (its value is kept for then)."""
     key = widget_key(knob)
     help_text = knob.help + ("  \nChanging it restarts the run." if knob.restarts
                              else "  \nApplies live.")
+    if not applies:
+        help_text = f"No effect here: it applies to {knob.applies_text} only.  \n" + knob.help
+        callback["disabled"] = True
     if knob.kind == "choice":
         return st.selectbox(knob.label, knob.choices, key=key, help=help_text, **callback)
     if knob.kind == "bool":
@@ -127,7 +132,8 @@ def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
             continue
         with st.sidebar.expander(GROUP_TITLES[group], expanded=group != "solver"):
             for knob in knobs:
-                value = _widget(knob, on_change=_touch, args=(knob.name,))
+                value = _widget(knob, knob.applies({**raw, **fixed}), on_change=_touch,
+                                args=(knob.name,))
                 if knob.name in touched or value == raw[knob.name]:
                     raw[knob.name] = value
                 else:
