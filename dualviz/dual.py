@@ -56,8 +56,8 @@ def guarded(solve: Callable[[], T]) -> tuple[T | None, str | None]:
     """
     try:
         return solve(), None
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+        raise  # a job out of memory says so (dualviz.worker), not "numerical trouble"
     except BaseException as exc:
         first_line = (str(exc).splitlines() or [""])[0][:200]
         return None, f"{type(exc).__name__}: {first_line}"

@@ -6,8 +6,10 @@ and dualviz and runs one tiny experiment once; after that each job is an ``os.fo
 warm, single-threaded process, which starts in milliseconds.
 
 Protocol: one JSON object per line. In on stdin: {"op": "start", "hash", "query",
-"data_dir"}. Out on stdout: {"event": "ready"}, {"event": "started", "hash", "pid"},
-{"event": "exited", "pid", "code"}. When stdin closes (the server went away), every child is
+"data_dir", "memory"} (memory: bytes of address space the job may add to what it is forked
+with). Out on stdout: {"event": "ready"}, {"event": "started", "hash", "pid"},
+{"event": "exited", "pid", "code", "max_rss"} (max_rss: the job's peak resident memory in
+bytes). When stdin closes (the server went away), every child is
 ended and the launcher exits, so no job outlives its server.
 """
 
@@ -20,7 +22,7 @@ import selectors
 import signal
 import sys
 
-from .worker import execute, warm_up
+from .worker import execute, limit_memory, warm_up
 
 JOB_NICENESS = 10
 
@@ -41,7 +43,8 @@ def _start_child(command: dict) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         # Jobs yield the CPU to the server, so pages stay responsive while every core trains.
         os.nice(JOB_NICENESS)
-        execute(command["hash"], command["query"], command["data_dir"])
+        limit_memory(command["memory"])
+        execute(command["hash"], command["query"], command["data_dir"], command["memory"])
         code = 0
     finally:
         os._exit(code)
@@ -50,13 +53,14 @@ def _start_child(command: dict) -> int:
 def _reap(children: set[int]) -> None:
     while children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
         children.discard(pid)
-        _send({"event": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+        _send({"event": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status),
+               "max_rss": usage.ru_maxrss * 1024})
 
 
 def main() -> None:

@@ -1,13 +1,29 @@
 """The result store: SQLite in WAL mode, keyed by the Experiment hash.
 
 One row per job (its experiment, status, error and final result as JSON), the training
-snapshots as they arrive, and uploaded data sets by digest, so that a link naming an upload
-works for anyone on the same server. Every process opens its own connection; WAL lets one
-writer and many readers work at once.
+snapshots as they arrive, uploaded data sets by digest (so that a link naming an upload works
+for anyone on the same server), sweeps' progress rows and the two-layer ReLU solver's warm
+starts. Every thread opens its own connection: WAL lets one writer and many readers work at
+once, and nothing in this process waits on a lock of its own while SQLite waits on a lock of
+another process (a tab's reads never stall behind a job's write).
+
+Failures are values the callers can act on: every SQLite error leaves a method as a
+:class:`StoreError` of one line, whose `kind` says whether waiting helps (BUSY: another process
+holds the lock) or room must be made (FULL: the disk or the file-size limit is reached).
+
+Retention (:meth:`Store.enforce_size`): above a size bound, the snapshots of the oldest
+finished jobs go first, then the least recently used uploads; results are kept. A finished
+job keeps at most KEEP_SNAPSHOTS snapshots (:meth:`Store.thin_snapshots`).
+
+One server per store: :meth:`Store.claim_server` takes an exclusive lock on the data
+directory; a second server on the same directory is refused with a clear message (several
+servers share a store only through a database server).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import io
 import json
@@ -28,6 +44,10 @@ from .primal import Snapshot
 DATA_DIR_ENV = "DUALVIZ_DATA_DIR"
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled", "interrupted")
+RERUNNABLE = ("cancelled", "interrupted")  # a page asking for one of these computes it again
+KEEP_SNAPSHOTS = 1000  # per finished job: enough for every curve the pages draw
+BUSY_TIMEOUT = 2.0  # seconds a statement waits for another process's lock before StoreError
+SCHEMA_VERSION = 2  # PRAGMA user_version: the columns below
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -46,27 +66,76 @@ CREATE TABLE IF NOT EXISTS snapshots (
     hash TEXT NOT NULL,
     seq INTEGER NOT NULL,
     body TEXT NOT NULL,
+    restart INTEGER,
+    done INTEGER,
     PRIMARY KEY (hash, seq)
 );
 CREATE TABLE IF NOT EXISTS datasets (
     digest TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     arrays BLOB NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    used REAL
 );
 CREATE TABLE IF NOT EXISTS sweeps (
     key TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
     pid INTEGER,
     status TEXT NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    owner TEXT,
+    error TEXT,
+    started REAL
 );
 CREATE TABLE IF NOT EXISTS warm_starts (
     digest TEXT PRIMARY KEY,
     columns TEXT NOT NULL,
     updated REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created);
 """
+# Columns added since the first stores: (table, column, type), added where missing.
+_ADDED_COLUMNS = (("snapshots", "restart", "INTEGER"), ("snapshots", "done", "INTEGER"),
+                  ("datasets", "used", "REAL"), ("sweeps", "owner", "TEXT"),
+                  ("sweeps", "error", "TEXT"), ("sweeps", "started", "REAL"))
+
+
+class StoreError(RuntimeError):
+    """A store operation that did not happen, in one line fit for a visitor."""
+
+    BUSY = "busy"
+    FULL = "full"
+    OTHER = "other"
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class StoreInUse(StoreError):
+    """Another server already serves this data directory."""
+
+
+def _store_error(exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreError(StoreError.BUSY, "the result store is busy (another process holds "
+                                           "its lock); retrying")
+    if code == sqlite3.SQLITE_FULL or "full" in str(exc):
+        return StoreError(StoreError.FULL, "the result store's disk is full; results cannot "
+                                           "be saved until the operator frees space")
+    return StoreError(StoreError.OTHER, f"the result store failed: {str(exc)[:200]}")
+
+
+def _guarded(method):
+    """SQLite errors leave a Store method as one StoreError."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+    return wrapper
 
 
 def default_data_dir() -> Path:
@@ -108,122 +177,228 @@ class JobRecord:
     result: dict[str, Any] | None
 
 
-def _locked(method):
-    # One connection may serve several threads (Streamlit sessions): one statement or
-    # transaction at a time.
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return wrapper
+@dataclass(frozen=True)
+class SweepRecord:
+    key: str
+    spec: dict[str, Any]
+    status: str  # running | stopped | paused | finished | interrupted
+    owner: str | None  # the watcher that started it (its Stop button)
+    error: str | None  # why it is not running, when it is not
+    started: float | None
+    updated: float
+
+
+_JOB_COLUMNS = "hash, query, status, created, started, finished, pid, error, bounds, result"
+
+
+def _job(row) -> JobRecord:
+    return JobRecord(*row[:8], *(json.loads(x) if x else None for x in row[8:]))
 
 
 class Store:
-    """A handle on the store: one per process, safe to share between its threads."""
+    """A handle on the store: one per process, safe to share between its threads (each
+    thread talks to SQLite through a connection of its own)."""
 
-    def __init__(self, data_dir: Path | str | None = None):
+    def __init__(self, data_dir: Path | str | None = None, busy_timeout: float = BUSY_TIMEOUT):
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / "dualviz.sqlite3"
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()  # guards the list, never held on SQLite
+        try:
+            self._create()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    def _create(self) -> None:
+        db = self._db
+        if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new file only
+        db.executescript(_SCHEMA)
+        for table, column, kind in _ADDED_COLUMNS:
+            names = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in names:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
 
     def close(self) -> None:
-        self._db.close()
+        with self._connections_lock:
+            for db in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- one server per data directory ---------------------------------------------------------
+    def claim_server(self):
+        """An exclusive lock on the data directory for this process (released when the
+        process ends, even by kill -9). Returns the open lock file: keep it. Raises
+        StoreInUse, naming the holder, if another server has it."""
+        path = self.data_dir / "server.lock"
+        handle = open(path, "a+")  # noqa: SIM115 - held for the life of the server
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()[:40] or "unknown"
+            handle.close()
+            raise StoreInUse(StoreError.OTHER, (
+                f"another dualviz server (pid {holder}) already uses the store in "
+                f"{self.data_dir}; give this one its own $DUALVIZ_DATA_DIR (servers share "
+                "results only through a shared database)")) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
 
     # -- jobs ---------------------------------------------------------------------------------
-    @_locked
+    @_guarded
     def job(self, job_hash: str) -> JobRecord | None:
-        row = self._db.execute(
-            "SELECT hash, query, status, created, started, finished, pid, error, bounds, result "
-            "FROM jobs WHERE hash = ?", (job_hash,)).fetchone()
-        if row is None:
-            return None
-        return JobRecord(*row[:8], *(json.loads(x) if x else None for x in row[8:]))
+        row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE hash = ?",
+                               (job_hash,)).fetchone()
+        return None if row is None else _job(row)
 
-    @_locked
-    def create_job(self, job_hash: str, query: str, *, running_in: int | None = None) -> None:
-        """A fresh queued job (replacing a cancelled, failed or interrupted one and its
-        snapshots). running_in: the pid of a process already computing it (a sweep's driver):
-        the job is created running, so no job manager starts it a second time."""
+    @_guarded
+    def jobs(self, hashes: Iterable[str]) -> dict[str, JobRecord]:
+        """The stored jobs among `hashes`, in one query per 500."""
+        hashes = list(dict.fromkeys(hashes))
+        found = {}
+        for start in range(0, len(hashes), 500):
+            part = hashes[start:start + 500]
+            rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE hash IN "
+                                    f"({','.join('?' * len(part))})", part).fetchall()
+            found.update((row[0], _job(row)) for row in rows)
+        return found
+
+    @_guarded
+    def statuses(self, hashes: Iterable[str]) -> dict[str, tuple[str, float | None]]:
+        """(status, finished) of the stored jobs among `hashes`: what a progress bar needs,
+        without reading results."""
+        hashes = list(dict.fromkeys(hashes))
+        found = {}
+        for start in range(0, len(hashes), 500):
+            part = hashes[start:start + 500]
+            found.update((h, (s, f)) for h, s, f in self._db.execute(
+                f"SELECT hash, status, finished FROM jobs WHERE hash IN "
+                f"({','.join('?' * len(part))})", part))
+        return found
+
+    @_guarded
+    def create_job(self, job_hash: str, query: str, *, running_in: int | None = None,
+                   replace: bool = False) -> bool:
+        """A fresh queued job, unless one is stored that is still useful: only an absent job,
+        or one in RERUNNABLE (or any, with `replace`), is (re)created, with its old snapshots
+        dropped. Decided inside one transaction, so two sessions asking at once create it
+        once. running_in: the pid of a process already computing it (a CLI sweep's driver):
+        the job is created running, so no job manager starts it a second time. Returns
+        whether a job was created."""
         now = time.time()
-        with self._transaction():
-            self._db.execute("DELETE FROM snapshots WHERE hash = ?", (job_hash,))
-            if running_in is None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO jobs (hash, query, status, created) "
-                    "VALUES (?, ?, 'queued', ?)", (job_hash, query, now))
-            else:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO jobs (hash, query, status, created, started, pid) "
-                    "VALUES (?, ?, 'running', ?, ?, ?)", (job_hash, query, now, now, running_in))
+        status, started = ("queued", None) if running_in is None else ("running", now)
+        with self._transaction() as db:
+            row = db.execute("SELECT status FROM jobs WHERE hash = ?", (job_hash,)).fetchone()
+            if row is not None and not replace and row[0] not in RERUNNABLE:
+                return False
+            db.execute("DELETE FROM snapshots WHERE hash = ?", (job_hash,))
+            db.execute("INSERT OR REPLACE INTO jobs (hash, query, status, created, started, pid) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (job_hash, query, status, now, started, running_in))
+        return True
 
-    @_locked
+    @_guarded
     def mark_running(self, job_hash: str, pid: int) -> None:
         self._db.execute("UPDATE jobs SET status = 'running', started = ?, pid = ? "
                          "WHERE hash = ? AND status = 'queued'", (time.time(), pid, job_hash))
 
-    @_locked
+    @_guarded
     def set_bounds(self, job_hash: str, bounds: dict[str, Any]) -> None:
         self._db.execute("UPDATE jobs SET bounds = ? WHERE hash = ?",
                          (json.dumps(bounds), job_hash))
 
-    @_locked
+    @_guarded
     def finish(self, job_hash: str, status: str, *, result: dict | None = None,
-               error: str | None = None) -> None:
-        """Record a final status; never overwrite a final status already written."""
+               error: str | None = None) -> bool:
+        """Record a final status; never overwrite a final status already written. Returns
+        whether this call wrote it."""
         assert status in FINAL
-        self._db.execute(
+        cursor = self._db.execute(
             "UPDATE jobs SET status = ?, finished = ?, result = ?, error = ? "
             "WHERE hash = ? AND status IN ('queued', 'running')",
             (status, time.time(), json.dumps(result) if result is not None else None, error,
              job_hash))
+        return cursor.rowcount > 0
 
-    def finish_result(self, job_hash: str, result: dict[str, Any]) -> None:
+    def finish_result(self, job_hash: str, result: dict[str, Any]) -> bool:
         """A run that completed: done, or failed for its `failure` (its numbers are kept)."""
         failure = result.get("failure")
-        self.finish(job_hash, "failed" if failure else "done", result=result, error=failure)
+        return self.finish(job_hash, "failed" if failure else "done", result=result,
+                           error=failure)
 
-    @_locked
+    @_guarded
     def jobs_with_status(self, *statuses: str) -> list[JobRecord]:
         marks = ",".join("?" * len(statuses))
-        rows = self._db.execute(f"SELECT hash FROM jobs WHERE status IN ({marks}) "
+        rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ({marks}) "
                                 "ORDER BY created", statuses).fetchall()
-        return [j for (h,) in rows if (j := self.job(h)) is not None]
+        return [_job(row) for row in rows]
 
-    @_locked
+    @_guarded
+    def count_with_status(self, *statuses: str) -> int:
+        marks = ",".join("?" * len(statuses))
+        return self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})",
+                                statuses).fetchone()[0]
+
+    @_guarded
     def mark_interrupted(self) -> int:
         """After a server restart: queued jobs, and running ones whose process is gone, will
-        never finish. A point of a sweep whose driver outlived the server is left running."""
+        never finish; nor will the sweeps it was running. A point of a CLI sweep whose driver
+        is still alive is left running."""
         rows = self._db.execute("SELECT hash, status, pid FROM jobs "
                                 "WHERE status IN ('queued', 'running')").fetchall()
         dead = [(h,) for h, status, pid in rows if status == "queued" or not pid_alive(pid)]
-        self._db.executemany(
-            "UPDATE jobs SET status = 'interrupted', finished = ?, "
-            "error = 'the server stopped before this job finished; run it again' "
-            "WHERE hash = ? AND status IN ('queued', 'running')",
-            [(time.time(), h) for (h,) in dead])
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET status = 'interrupted', finished = ?, "
+                "error = 'the server stopped before this job finished; run it again' "
+                "WHERE hash = ? AND status IN ('queued', 'running')",
+                [(now, h) for (h,) in dead])
+            db.execute("UPDATE sweeps SET status = 'interrupted', updated = ?, error = "
+                       "'the server stopped during this sweep; press Resume to compute the "
+                       "rest' WHERE status = 'running' AND pid IS NULL", (now,))
         return len(dead)
 
     # -- snapshots ----------------------------------------------------------------------------
-    @_locked
+    @_guarded
     def append_snapshots(self, job_hash: str, snapshots: Iterable[Snapshot]) -> None:
         snapshots = list(snapshots)
         if not snapshots:
             return
-        with self._transaction():
-            (start,) = self._db.execute(
+        with self._transaction() as db:
+            (start,) = db.execute(
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM snapshots WHERE hash = ?",
                 (job_hash,)).fetchone()
-            self._db.executemany(
-                "INSERT INTO snapshots (hash, seq, body) VALUES (?, ?, ?)",
-                [(job_hash, start + i, json.dumps(asdict(s))) for i, s in enumerate(snapshots)])
+            db.executemany(
+                "INSERT INTO snapshots (hash, seq, body, restart, done) VALUES (?, ?, ?, ?, ?)",
+                [(job_hash, start + i, json.dumps(asdict(s)), s.restart, int(s.done))
+                 for i, s in enumerate(snapshots)])
 
-    @_locked
+    @_guarded
     def snapshots(self, job_hash: str, after: int = -1) -> list[tuple[int, Snapshot]]:
         """Snapshots with seq > after, in order (pass the last seq seen to read only news)."""
         rows = self._db.execute(
@@ -231,63 +406,150 @@ class Store:
             (job_hash, after)).fetchall()
         return [(seq, Snapshot(**json.loads(body))) for seq, body in rows]
 
+    @_guarded
+    def thin_snapshots(self, job_hash: str, keep: int = KEEP_SNAPSHOTS) -> int:
+        """Keep at most `keep` snapshots of a job: the first and last of each restart, then
+        evenly spaced ones (a curve looks the same). Returns how many were deleted."""
+        rows = self._db.execute("SELECT seq, restart, done FROM snapshots WHERE hash = ? "
+                                "ORDER BY seq", (job_hash,)).fetchall()
+        if len(rows) <= keep:
+            return 0
+        ends = set()
+        for i, (seq, restart, done) in enumerate(rows):
+            before = rows[i - 1][1] if i else None
+            after = rows[i + 1][1] if i + 1 < len(rows) else None
+            if done or restart is None or i in (0, len(rows) - 1) or restart != before \
+                    or restart != after:
+                ends.add(seq)
+        others = [seq for seq, _, _ in rows if seq not in ends]
+        room = max(keep - len(ends), 0)
+        kept = set(others[i] for i in np.linspace(0, len(others) - 1, room).round()
+                   .astype(int)) if room and others else set()
+        doomed = [(job_hash, seq) for seq in others if seq not in kept]
+        with self._transaction() as db:
+            db.executemany("DELETE FROM snapshots WHERE hash = ? AND seq = ?", doomed)
+        return len(doomed)
+
+    # -- retention ----------------------------------------------------------------------------
+    @_guarded
+    def size_bytes(self) -> int:
+        """Bytes in use in the database file (its free pages excluded)."""
+        db = self._db
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * db.execute("PRAGMA page_size").fetchone()[0]
+
+    @_guarded
+    def make_room(self, fraction: float = 0.1) -> int:
+        """Delete the snapshots of the oldest `fraction` of finished jobs that have any (the
+        space is reused by new rows at once, even on a full disk). Returns the jobs thinned."""
+        db = self._db
+        rows = db.execute("SELECT DISTINCT s.hash FROM snapshots s JOIN jobs j ON j.hash = "
+                          "s.hash WHERE j.status NOT IN ('queued', 'running') "
+                          "ORDER BY j.finished").fetchall()
+        doomed = rows[:max(1, int(len(rows) * fraction))] if rows else []
+        with self._transaction() as tx:
+            tx.executemany("DELETE FROM snapshots WHERE hash = ?", doomed)
+        return len(doomed)
+
+    @_guarded
+    def enforce_size(self, max_bytes: int) -> list[str]:
+        """Bring the store under max_bytes (to 80% of it): snapshots of the oldest finished
+        jobs first, then uploads not used for the longest time, then old warm starts; results
+        stay. Returns what was done, one line each (for the server's log)."""
+        done: list[str] = []
+        target = int(0.8 * max_bytes)
+        if self.size_bytes() <= max_bytes:
+            return done
+        while self.size_bytes() > target and self.make_room():
+            pass
+        if self.size_bytes() > target:
+            db = self._db
+            for (digest,) in db.execute("SELECT digest FROM datasets ORDER BY "
+                                        "COALESCE(used, created)").fetchall():
+                if self.size_bytes() <= target:
+                    break
+                db.execute("DELETE FROM datasets WHERE digest = ?", (digest,))
+                done.append(f"deleted the upload {digest}")
+            db.execute("DELETE FROM warm_starts WHERE updated < ?", (time.time() - 86400,))
+        done.insert(0, f"store above {max_bytes / 2**20:.0f} MB: snapshots of old jobs deleted")
+        self._db.execute("PRAGMA incremental_vacuum")
+        return done
+
     # -- uploaded data ------------------------------------------------------------------------
-    @_locked
+    @_guarded
     def save_dataset(self, dataset: Dataset) -> str:
+        """Keep an upload by its digest. Its file name is not stored: the same numbers may be
+        uploaded by several visitors, and one visitor's file name is not another's business
+        (the page shows each session the name it uploaded)."""
         buffer = io.BytesIO()
         np.savez(buffer, X=dataset.X, Y=dataset.Y)
-        self._db.execute("INSERT OR IGNORE INTO datasets (digest, name, arrays, created) "
-                         "VALUES (?, ?, ?, ?)",
-                         (dataset.digest, dataset.name, buffer.getvalue(), time.time()))
+        now = time.time()
+        self._db.execute("INSERT INTO datasets (digest, name, arrays, created, used) "
+                         "VALUES (?, '', ?, ?, ?) ON CONFLICT(digest) DO UPDATE SET used = ?",
+                         (dataset.digest, buffer.getvalue(), now, now, now))
         return dataset.digest
 
-    @_locked
+    @_guarded
     def load_dataset(self, digest: str) -> Dataset | None:
-        row = self._db.execute("SELECT name, arrays FROM datasets WHERE digest = ?",
+        row = self._db.execute("SELECT arrays FROM datasets WHERE digest = ?",
                                (digest,)).fetchone()
         if row is None:
             return None
-        with np.load(io.BytesIO(row[1]), allow_pickle=False) as arrays:
-            return validate_arrays(arrays["X"], arrays["Y"], row[0])
+        with np.load(io.BytesIO(row[0]), allow_pickle=False) as arrays:
+            return validate_arrays(arrays["X"], arrays["Y"], uploaded_name(digest))
+
+    @_guarded
+    def has_dataset(self, digest: str) -> bool:
+        return self._db.execute("SELECT 1 FROM datasets WHERE digest = ?",
+                                (digest,)).fetchone() is not None
 
     # -- sweeps (the points themselves are jobs, keyed by their experiments' hashes) ----------
-    @_locked
-    def sweep_started(self, key: str, spec: dict, pid: int) -> None:
-        self._db.execute("INSERT OR REPLACE INTO sweeps (key, spec, pid, status, updated) "
-                         "VALUES (?, ?, ?, 'running', ?)", (key, json.dumps(spec), pid,
-                                                            time.time()))
+    @_guarded
+    def sweep_started(self, key: str, spec: dict, *, owner: str | None = None,
+                      pid: int | None = None) -> None:
+        """A sweep runs: started by a page session (owner: its watcher id; the server runs
+        the points) or by a CLI driver (pid: that process runs them)."""
+        now = time.time()
+        self._db.execute("INSERT OR REPLACE INTO sweeps (key, spec, pid, status, updated, "
+                         "owner, error, started) VALUES (?, ?, ?, 'running', ?, ?, NULL, ?)",
+                         (key, json.dumps(spec), pid, now, owner, now))
 
-    @_locked
+    @_guarded
+    def sweep_ended(self, key: str, status: str, error: str | None = None) -> None:
+        """A sweep stops running: finished, stopped (its owner's Stop), paused (nobody
+        watched it) or failed (e.g. the cluster could not be reached)."""
+        self._db.execute("UPDATE sweeps SET status = ?, error = ?, pid = NULL, updated = ? "
+                         "WHERE key = ?", (status, error, time.time(), key))
+
     def sweep_finished(self, key: str) -> None:
-        self._db.execute("UPDATE sweeps SET status = 'finished', pid = NULL, updated = ? "
-                         "WHERE key = ?", (time.time(), key))
+        self.sweep_ended(key, "finished")
 
-    @_locked
+    @_guarded
+    def sweep(self, key: str) -> SweepRecord | None:
+        row = self._db.execute("SELECT key, spec, status, owner, error, started, updated, pid "
+                               "FROM sweeps WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        status = row[2]
+        if status == "running" and row[7] is not None and not pid_alive(row[7]):
+            status = "interrupted"  # its CLI driver died
+        return SweepRecord(row[0], json.loads(row[1]), status, row[3], row[4], row[5], row[6])
+
+    @_guarded
     def sweep_status(self, key: str) -> tuple[str, int | None] | None:
-        """(status, pid) of a sweep's driver, or None if it never ran."""
+        """(status, pid) of a CLI sweep's driver, or None if it never ran."""
         row = self._db.execute("SELECT status, pid FROM sweeps WHERE key = ?", (key,)).fetchone()
         return None if row is None else (row[0], row[1])
 
-    @_locked
-    def running_sweeps(self) -> list[str]:
-        """Keys of the sweeps whose driver is alive."""
-        rows = self._db.execute("SELECT key, pid FROM sweeps WHERE status = 'running'")
-        return [key for key, pid in rows.fetchall() if pid_alive(pid)]
-
-    @_locked
-    def sweep_started_at(self, key: str) -> float | None:
-        row = self._db.execute("SELECT updated FROM sweeps WHERE key = ? AND status = 'running'",
-                               (key,)).fetchone()
-        return None if row is None else row[0]
-
     # -- warm starts of the two-layer ReLU solver -----------------------------------------------
-    @_locked
+    @_guarded
     def save_warm_start(self, digest: str, columns: list) -> None:
         """The active columns of the latest solve on the data named `digest` (replaced)."""
         self._db.execute("INSERT OR REPLACE INTO warm_starts (digest, columns, updated) "
                          "VALUES (?, ?, ?)", (digest, json.dumps(columns), time.time()))
 
-    @_locked
+    @_guarded
     def warm_start(self, digest: str) -> list | None:
         row = self._db.execute("SELECT columns FROM warm_starts WHERE digest = ?",
                                (digest,)).fetchone()
@@ -296,6 +558,11 @@ class Store:
     # -- helpers ------------------------------------------------------------------------------
     def _transaction(self):
         return _Transaction(self._db)
+
+
+def uploaded_name(digest: str) -> str:
+    """The name an upload goes by in results and on other visitors' pages."""
+    return f"uploaded data {digest}"
 
 
 class _Transaction:
@@ -309,5 +576,14 @@ class _Transaction:
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise
+        else:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
         return False
