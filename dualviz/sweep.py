@@ -7,6 +7,10 @@ tab, killed server, crash) resumes where it was: stored points are never recompu
 others go to any ``concurrent.futures.Executor``: a local process pool by default, or a Dask
 cluster's ``Client.get_executor()`` when DUALVIZ_DASK_SCHEDULER names a scheduler. Workers only
 need the package; results come back to this process, which stores each as it completes.
+
+This is the command line's driver (an operator's tool); sweeps started from a page run their
+points as the server's jobs (dualviz.jobs). Either way a point obeys the job time limit
+($DUALVIZ_JOB_TIME_LIMIT), and a local worker process the job memory limit.
 """
 
 from __future__ import annotations
@@ -17,17 +21,21 @@ import json
 import multiprocessing
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import limits
 from .config import KNOBS_BY_KEY, KNOBS_BY_NAME, ConfigError, Experiment, parse_knob
 from .data import Dataset
 from .store import Store
 
 SCHEDULER_ENV = "DUALVIZ_DASK_SCHEDULER"
+MAX_PAGE_SEEDS = 5  # seeds per point of a sweep from a page
 # What a sweep may vary (the seed is varied by `seeds`)
 SWEEPABLE = ("depth", "target_rank", "x_rank", "beta", "width", "branches", "arch",
              "regularization", "t", "n", "d", "objective", "activation", "relu_solver")
@@ -118,15 +126,36 @@ def parse_vary(text: str) -> tuple[str, tuple[Any, ...], list[str]]:
 
 # -- one point, in a worker ---------------------------------------------------------------------
 
-def solve_point(query: str, uploaded: Dataset | None = None) -> dict[str, Any]:
-    """The result JSON of one experiment: exactly what a single run computes (runner.run)."""
+class TimeLimitExceeded(Exception):
+    """A sweep point ran longer than the job time limit."""
+
+
+def solve_point(query: str, uploaded: Dataset | None = None,
+                time_limit: float | None = None) -> dict[str, Any]:
+    """The result JSON of one experiment: exactly what a single run computes (runner.run).
+
+    time_limit: seconds after which the point is abandoned with TimeLimitExceeded (in a
+    process's main thread, as in a local pool; a Dask worker's thread is limited by the
+    driver instead)."""
     import torch
 
     from .runner import run
 
     torch.set_num_threads(1)
     exp, notes = Experiment.from_query(query)
-    return run(exp, uploaded, notes=notes).to_json()
+    alarm = time_limit is not None and threading.current_thread() is threading.main_thread()
+    if alarm:
+        def expired(*_):
+            raise TimeLimitExceeded(f"time limit of {time_limit:g} s exceeded "
+                                    "($DUALVIZ_JOB_TIME_LIMIT)")
+
+        signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        return run(exp, uploaded, notes=notes).to_json()
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -151,11 +180,27 @@ class Progress:
         return rate * (self.total - self.done)
 
 
-def local_executor(workers: int | None = None) -> Executor:
-    """A process pool; forkserver children start clean (no Streamlit, no page script)."""
+def _prepare_worker(memory_bytes: int | None) -> None:
+    """A local pool worker: the solvers imported first, then the job memory limit on top of
+    what they hold (as for a server's job)."""
+    from . import runner  # noqa: F401 - torch, CVXPY and the package, before the limit
+    from .worker import limit_memory
+
+    if memory_bytes:
+        limit_memory(memory_bytes)
+
+
+def local_executor(workers: int | None = None, memory_bytes: int | None = None) -> Executor:
+    """A process pool; forkserver children start clean (no Streamlit, no page script), each
+    under the job memory limit (default: $DUALVIZ_JOB_MEMORY_MB)."""
     workers = workers or os.cpu_count() or 1
     context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    # The fork server would import __main__ by default: a page script when a Streamlit
+    # script runner set it (AppTest does). It imports the solvers instead, once for all.
+    context.set_forkserver_preload(["dualviz.runner"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=_prepare_worker,
+                               initargs=(memory_bytes or limits.job_memory_bytes(),))
 
 
 def dask_executor(address: str) -> tuple[Executor, Any]:
@@ -178,7 +223,8 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
               on_result: Callable[[dict[str, Any], Experiment, dict | None, Progress], None]
               | None = None,
               should_stop: Callable[[], bool] | None = None,
-              max_pending: int | None = None) -> list[tuple[dict, Experiment, dict | None]]:
+              max_pending: int | None = None,
+              time_limit: float | None = None) -> list[tuple[dict, Experiment, dict | None]]:
     """Solve every point not already stored, storing each result as it completes.
 
     Returns (coords, experiment, result JSON or None if its process failed) per point, in grid
@@ -186,6 +232,8 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
     on_result is called once per point (stored ones first). should_stop is polled between
     completions: pending points are cancelled, finished ones are kept. At most max_pending
     points are in flight (default: all), so a stop does not leave a long queue behind.
+    time_limit: a point still not back that long after it was submitted is stored failed and
+    its result ignored (the workers' own alarm frees a local worker; see solve_point).
     """
     points = sweep.points()
     progress = Progress(total=len(points))
@@ -207,7 +255,7 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
             todo.append((coords, exp))
     progress.total = len(seen)
     limit = max_pending or len(todo) or 1
-    pending: dict[Future, tuple[dict, Experiment]] = {}
+    pending: dict[Future, tuple[dict, Experiment, float]] = {}
     created: list[str] = []  # every job this sweep marked running
     queue = iter(todo)
 
@@ -215,8 +263,11 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
         for coords, exp in itertools.islice(queue, max(0, limit - len(pending))):
             created.append(exp.hash)
             # running, not queued: a server's job manager would otherwise start it too
-            store.create_job(exp.hash, exp.to_query(), running_in=os.getpid())
-            pending[executor.submit(solve_point, exp.to_query(), uploaded)] = (coords, exp)
+            store.create_job(exp.hash, exp.canonical.to_query(), running_in=os.getpid(),
+                             replace=True)
+            future = executor.submit(solve_point, exp.canonical.to_query(), uploaded,
+                                     time_limit)
+            pending[future] = (coords, exp, time.monotonic())
 
     submit_more()
     try:
@@ -224,9 +275,16 @@ def run_sweep(sweep: Sweep, store: Store, executor: Executor,
             if should_stop is not None and should_stop():
                 break
             finished, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in finished:
-                coords, exp = pending.pop(future)
+            late = [] if time_limit is None else [
+                f for f, (_, _, t0) in pending.items()
+                if f not in finished and time.monotonic() - t0 > time_limit + 5.0]
+            for future in [*finished, *late]:
+                coords, exp, _ = pending.pop(future)
                 try:
+                    if future in late:
+                        future.cancel()
+                        raise TimeLimitExceeded(f"time limit of {time_limit:g} s exceeded "
+                                                "($DUALVIZ_JOB_TIME_LIMIT)")
                     result = future.result()
                 except Exception as exc:  # a failed point is stored as failed; the sweep goes on
                     store.finish(exp.hash, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
@@ -333,8 +391,12 @@ def sweep_from_params(base: Experiment, params: dict[str, str]) -> tuple[Sweep, 
         series = "none"
     seeds_text = str(params.get("seeds", "1"))
     try:
-        seeds = min(max(int(float(seeds_text)), 1), 5)
-    except (ValueError, OverflowError):
+        asked = float(seeds_text)
+        seeds = int(min(max(asked, 1), MAX_PAGE_SEEDS))
+        if seeds != asked:
+            notes.append(f"seeds: {seeds_text[:20]} is not a whole number in "
+                         f"[1, {MAX_PAGE_SEEDS}]; using {seeds}")
+    except (ValueError, OverflowError):  # nan gives ValueError in int()
         seeds = 1
         notes.append(f"seeds: '{seeds_text[:20]}' is not a number; using 1")
     vary = [(x, values("x-values", x))]

@@ -1,15 +1,14 @@
 """Gap curves: P/D and P - D against depth, rank, beta or width, from real solves."""
 
 import json
-import os
 
 import streamlit as st
 
 from dualviz import plots
-from dualviz.config import KNOBS, ConfigError
+from dualviz.config import KNOBS
 from dualviz.runner import csv_text
-from dualviz.sweep import SCHEDULER_ENV, check_scheduler, curves, rows, theory_curves
-from dualviz.ui import charts, state, sweeps
+from dualviz.sweep import curves, rows, theory_curves
+from dualviz.ui import charts, live, state, sweeps
 
 st.set_page_config(page_title="Gap curves · dualviz", layout="wide")
 st.title("Gap curves: where the duality gap opens")
@@ -26,58 +25,60 @@ base, notes = state.experiment_controls(
     keep=sweeps.SETTING_KEYS)
 sweep, sweep_notes = sweeps.settings_controls(base)
 state.show_notes(notes + sweep_notes)
-
-scheduler = st.sidebar.text_input(
-    "Dask scheduler (optional)", os.environ.get(SCHEDULER_ENV, ""),
-    help="tcp://host:port of a Dask cluster; empty: a local process pool on this server.")
-if scheduler.strip():
-    try:
-        scheduler = check_scheduler(scheduler)
-    except ConfigError as exc:
-        st.sidebar.error(str(exc))
-        scheduler = ""
+live.store_guard()
+st.sidebar.caption(f"Sweep points run on {sweeps.where_points_run()}.")
 x, series = sweep.axes
-total = len({e.hash for _, e in sweep.points()})
+refusal = sweeps.too_large(sweep)
+if refusal is None and not base.uses_synthetic_data and \
+        not live.manager().store.has_dataset(base.data):
+    refusal = (f"this link uses an uploaded data set ({base.data}) that this server does not "
+               "have: upload it on the Deep-linear explorer first")
+if refusal is not None:
+    st.error(state.verbatim(refusal))
+    st.stop()
+total = len(set(sweeps.hashes(sweep)))
+running = sweeps.view(sweep).is_running
 
 
-
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=1.0 if running else None)
 def live_curves():
-    found = sweeps.results(sweep)
-    busy = sweeps.running(sweep)
-    if busy:
+    now = sweeps.view(sweep)
+    if now.is_running and now.yours:
         if st.button("Stop", key="sweep_stop"):
-            sweeps.stop(sweep)
+            st.session_state["sweep_refusal"] = sweeps.stop(sweep)
             st.rerun()
-    elif st.button("Run" if not found else "Resume", type="primary", key="sweep_run"):
-        st.session_state["sweep_refusal"] = sweeps.refusal()
-        if not st.session_state["sweep_refusal"]:
-            sweeps.start(sweep, scheduler.strip() or None)
-            st.rerun()
-    if not busy and st.session_state.get("sweep_refusal"):
-        st.warning(st.session_state["sweep_refusal"])
-    done = len({e.hash for _, e, _ in found})
-    eta = sweeps.eta_seconds(sweep, total, done) if busy else None
-    st.progress(done / max(total, 1), text=f"{done} of {total} points"
-                + (f", about {eta:.0f} s left" if eta is not None else "")
-                + (" (running)" if busy else "" if done == total
-                   else " (not started)" if done == 0 else " (stopped: press Resume)"))
+    elif not now.is_running and st.button("Run" if now.done == 0 else "Resume",
+                                          type="primary", key="sweep_run"):
+        st.session_state["sweep_refusal"] = sweeps.start(sweep)
+        st.rerun()
+    if st.session_state.get("sweep_refusal"):
+        st.warning(state.verbatim(st.session_state["sweep_refusal"]))
+    if now.message and now.status not in ("new", "finished"):
+        st.info(state.verbatim(now.message))
+    eta = f", about {now.eta_seconds:.0f} s left" if now.eta_seconds is not None else ""
+    where = (" (running)" if now.is_running else "" if now.done == total
+             else " (not started)" if now.done == 0 else " (stopped: press Resume)")
+    st.progress(now.done / max(total, 1), text=f"{now.done} of {total} points{eta}{where}")
+    found = sweeps.results(sweep)
     if not found:
         st.info("No point of this sweep is stored yet: press Run.")
-        return
-    lines = curves(found, x, series)
-    figure = plots.gap_curves_figure(lines, x.replace("_", " "), series.replace("_", " "),
-                                     theory_curves(sweep, x, series))
-    charts.chart(figure, "gap_curves")
-    missing = sum(c["missing"] for c in lines)
-    if missing:
-        st.info(f"{missing} stored point(s) have no feasible trained value or no dual and are "
-                "not drawn (e.g. too few iterations or branches to interpolate).")
-    a, b = st.columns(2)
-    a.download_button("Download CSV", csv_text(rows(found)), file_name=f"sweep-{sweep.key}.csv",
-                      mime="text/csv")
-    b.download_button("Download JSON", json.dumps([r for *_, r in found], indent=1),
-                      file_name=f"sweep-{sweep.key}.json", mime="application/json")
+    else:
+        lines = curves(found, x, series)
+        figure = plots.gap_curves_figure(lines, x.replace("_", " "),
+                                         series.replace("_", " "),
+                                         theory_curves(sweep, x, series))
+        charts.chart(figure, "gap_curves")
+        missing = sum(c["missing"] for c in lines)
+        if missing:
+            st.info(f"{missing} stored point(s) have no feasible trained value or no dual and "
+                    "are not drawn (e.g. too few iterations or branches to interpolate).")
+        a, b = st.columns(2)
+        a.download_button("Download CSV", csv_text(rows(found)),
+                          file_name=f"sweep-{sweep.key}.csv", mime="text/csv")
+        b.download_button("Download JSON", json.dumps([r for *_, r in found], indent=1),
+                          file_name=f"sweep-{sweep.key}.json", mime="application/json")
+    if running and not now.is_running:
+        st.rerun()  # the sweep ended: one full redraw, then no more polling
 
 
 live_curves()

@@ -21,6 +21,18 @@ def isolated_store(tmp_path_factory):
         os.environ["DUALVIZ_DATA_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def main_module_restored():
+    """AppTest leaves the last page script as sys.modules["__main__"]; multiprocessing's
+    spawn and forkserver children (a local sweep pool, Dask's workers) import __main__ again,
+    which would run that page in every child. Each test gets the interpreter's own back."""
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 # -- the browser tests' fixtures: one server and one chromium per module, a fresh page per test --
 
 @pytest.fixture(scope="module")

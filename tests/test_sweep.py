@@ -190,6 +190,9 @@ def test_page_settings_round_trip_and_clamp():
                                               "series": "depth", "seeds": "99"})
     assert dict(hostile.vary)["depth"] and hostile.seeds == 5 and len(notes) >= 2
     assert all("\n" not in n for n in notes)
+    for seeds, used in (("1e308", 5), ("-5", 1), ("2.5", 2), ("nan", 1)):
+        clamped, notes = sweep_from_params(BASE, {"seeds": seeds})
+        assert clamped.seeds == used and [n for n in notes if n.startswith("seeds:")], seeds
 
 
 def test_curves_and_theory_agree_with_the_closed_forms(store):
@@ -265,7 +268,7 @@ def test_a_stop_between_marking_a_point_running_and_submitting_it_leaves_none_ru
 
 
 def test_stopping_a_cli_sweep_with_sigterm_leaves_no_point_running(tmp_path):
-    """The page's Stop sends SIGTERM to the driver's process group."""
+    """An operator's Ctrl-C or kill sends SIGTERM to the CLI driver's process group."""
     env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     query = BASE.replace(iterations=400)[0].to_query()
     proc = subprocess.Popen([sys.executable, "-m", "dualviz", "sweep", "--query", query,

@@ -15,6 +15,7 @@ from ..data import DataError, Dataset, load_file
 from ..jobs import JobView
 from ..primal import Snapshot
 from ..runner import rerun_snippet, result_csv
+from ..store import StoreError
 from . import live, state
 
 # (experiment, its readout, its snapshots, its twin of the other architecture and the twin's
@@ -27,10 +28,14 @@ def fmt(value: float | None, digits: int = 6) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+_UPLOAD_NAMES = "_dualviz_upload_names"  # digest -> the file name this session uploaded
+
+
 def data_source(exp: Experiment) -> Dataset | None:
     """The sidebar upload, and the uploaded data set this experiment names (None: synthetic).
 
     Stops the page with a clear message when a link names data this server does not have."""
+    live.store_guard()
     store = live.manager().store
     upload = st.sidebar.file_uploader(
         "Upload data (.npz with X, Y; or .csv with y columns)", type=["npz", "csv"],
@@ -40,16 +45,21 @@ def data_source(exp: Experiment) -> Dataset | None:
         st.session_state["_uploaded_id"] = upload.file_id
         try:
             dataset = load_file(upload, upload.name)
-        except DataError as exc:
+            store.save_dataset(dataset)
+        except (DataError, StoreError) as exc:
             message = str(exc) if upload.name in str(exc) else f"{upload.name}: {exc}"
             st.sidebar.error(state.verbatim(message))
         else:
-            store.save_dataset(dataset)
+            st.session_state.setdefault(_UPLOAD_NAMES, {})[dataset.digest] = upload.name
             state.set_experiment(exp.replace(data=dataset.digest)[0])
             st.rerun()
     if exp.uses_synthetic_data:
         return None
-    dataset = store.load_dataset(exp.data)
+    try:
+        dataset = store.load_dataset(exp.data)
+    except StoreError as exc:
+        st.error(f"The uploaded data set {exp.data} cannot be read now: {exc}")
+        st.stop()
     if dataset is None:
         st.error(f"This link uses an uploaded data set ({exp.data}) that this server does not "
                  "have. Upload the file in the sidebar, or use synthetic data.")
@@ -58,9 +68,9 @@ def data_source(exp: Experiment) -> Dataset | None:
             st.rerun()
         st.stop()
     left, right = st.columns([4, 1])
-    left.info(f"Data: {state.verbatim(dataset.name)} (N = {dataset.n}, d = {dataset.d}, "
-              f"K = {dataset.k}); "
-              "the synthetic data settings are ignored.")
+    name = st.session_state.get(_UPLOAD_NAMES, {}).get(dataset.digest, dataset.name)
+    left.info(f"Data: {state.verbatim(name)} (N = {dataset.n}, d = {dataset.d}, "
+              f"K = {dataset.k}); the synthetic data settings have no effect.")
     if right.button("Use synthetic data"):
         state.set_experiment(exp.replace(data=SYNTHETIC)[0])
         st.rerun()
@@ -72,13 +82,18 @@ def show_failure(view: JobView, experiment: Experiment) -> None:
     with st.expander("Details"):
         st.code(view.record.error or "", language=None)
     if st.button("Run again", key=f"rerun_{experiment.hash}"):
-        live.manager().rerun(experiment)
-        st.rerun()
+        try:
+            live.manager().rerun(experiment)
+        except StoreError as exc:
+            st.warning(str(exc))
+        else:
+            st.rerun()
 
 
 def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels,
               dual_name: str = "D (CVXPY)") -> None:
     """Run `exp` and its other-architecture twin, and draw them live (4 times a second)."""
+    live.store_guard()
     other_arch = "parallel" if exp.arch == "standard" else "standard"
     counterpart = exp.replace(arch=other_arch)[0]
     jobs = live.Jobs([exp, counterpart])

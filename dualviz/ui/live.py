@@ -1,4 +1,8 @@
-"""Jobs as a page sees them: the server's job manager, live snapshots, status lines."""
+"""Jobs as a page sees them: the server's job manager, live snapshots, status lines.
+
+A store that fails (another process holds its lock, the disk is full) is a one-line message
+on the page and the page keeps working; it never shows a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import uuid
 
 import streamlit as st
 
-from ..jobs import JobManager, JobView
+from ..jobs import JobManager, JobView, busy_record
 from ..primal import Snapshot
+from ..store import StoreError
 
 POLL_SECONDS = 0.25  # the live view polls the store 4 times a second while a job runs
-BUSY_RETRY_SECONDS = 2.0  # a session the full queue refused asks again this often
+BUSY_RETRY_SECONDS = 2.0  # a session refused for now asks again this often
 _SNAPSHOTS = "_dualviz_snapshots"
 
 
@@ -19,6 +24,16 @@ _SNAPSHOTS = "_dualviz_snapshots"
 def manager() -> JobManager:
     """One job manager per server process, shared by every session."""
     return JobManager()
+
+
+def store_guard() -> None:
+    """Stop the page with one clear line when this server cannot open its store (another
+    server uses it, or it is unreadable)."""
+    try:
+        manager()
+    except StoreError as exc:
+        st.error(f"This server cannot use its result store: {exc}")
+        st.stop()
 
 
 def watcher_id() -> str:
@@ -29,11 +44,15 @@ def watcher_id() -> str:
 
 
 def snapshots(view: JobView) -> list[Snapshot]:
-    """All snapshots of a job, reading only the new ones from the store on each call."""
+    """All snapshots of a job, reading only the new ones from the store on each call (what
+    was read stays when the store is busy)."""
     cache = st.session_state.setdefault(_SNAPSHOTS, {})
     key = (view.record.hash, view.record.created)  # a rerun of the same hash starts afresh
     last_seq, seen = cache.get(key, (-1, []))
-    news = manager().store.snapshots(view.record.hash, after=last_seq)
+    try:
+        news = manager().store.snapshots(view.record.hash, after=last_seq)
+    except StoreError:
+        return seen
     if news:
         seen = seen + [s for _, s in news]
         last_seq = news[-1][0]
@@ -45,9 +64,10 @@ class Jobs:
     """The jobs of the experiments a page shows, as this session watches them.
 
     A job this tab lost (cancelled after the tab went quiet, interrupted by a restart) or that
-    a full queue refused is asked for again from the polling fragment itself, at most every
-    BUSY_RETRY_SECONDS: a full rerun requested from a fragment can reset the sidebar's
-    widgets in the browser (seen under load), moving the page to another experiment.
+    could not be had now (a full queue, a busy store) is asked for again from the polling
+    fragment itself, at most every BUSY_RETRY_SECONDS: a full rerun requested from a fragment
+    can reset the sidebar's widgets in the browser (seen under load), moving the page to
+    another experiment.
     """
 
     def __init__(self, experiments: list):
@@ -62,12 +82,26 @@ class Jobs:
     def current(self) -> list[JobView]:
         jobs = manager()
         jobs.touch(watcher_id())
-        self.views = [v if v.status == "busy" else jobs.view(v.record.hash) for v in self.views]
+        self.views = [v if v.status == "busy" else self._view(v) for v in self.views]
         lost = any(v.status in ("busy", "cancelled", "interrupted") for v in self.views)
         if lost and time.monotonic() - self.asked >= BUSY_RETRY_SECONDS:
             self.views = jobs.focus(watcher_id(), self.experiments)
             self.asked = time.monotonic()
         return self.views
+
+    @staticmethod
+    def _view(view: JobView) -> JobView:
+        try:
+            return manager().view(view.record.hash)
+        except StoreError as exc:  # keep what we had, say why it does not move
+            record = view.record
+            if record.status in ("done", "failed"):
+                return view
+            return JobView(busy_record(record.hash, record.query, str(exc)), None)
+        except KeyError:  # dropped meanwhile (a rerun from another tab): ask again
+            record = view.record
+            return JobView(busy_record(record.hash, record.query, "asking for it again"),
+                           None)
 
 
 def status_line(view: JobView) -> str:
@@ -76,7 +110,10 @@ def status_line(view: JobView) -> str:
     if record.status == "busy":
         return f"waiting: {record.error}"
     if record.status == "queued":
-        if not manager().ready.is_set():
+        jobs = manager()
+        if jobs.launcher_error:
+            return f"queued, but {jobs.launcher_error}"
+        if not jobs.ready.is_set():
             return "queued: the solvers are warming up (first run after the server started)"
         return f"queued (position {view.queue_position}): waiting for a free worker"
     if record.status == "running":

@@ -1,104 +1,91 @@
-"""Sweeps from a page: the driver is the CLI (`python -m dualviz sweep`) in its own process
-group, so a local process pool never starts inside the Streamlit server; its points are
-stored like any job, which is all the page reads."""
+"""Sweeps from a page: the server's job manager runs their points in the job places the pages
+leave free (dualviz.jobs), so they obey the server's caps; the page reads progress and
+results from the store in one query each."""
 
 from __future__ import annotations
 
+import functools
 import os
-import signal
-import subprocess
-import sys
 
 import streamlit as st
 
-from ..config import env_number
-from ..store import DATA_DIR_ENV, pid_alive
+from .. import limits
+from ..jobs import SCHEDULER_ENV, SweepView
 from ..sweep import (
     AXIS_KEYS,
     DEFAULT_SETTINGS,
     SERIES_KEYS,
     Sweep,
-    stored_result,
     sweep_from_params,
     sweep_params,
 )
 from . import live
 
-
-def command(sweep: Sweep, scheduler: str | None) -> list[str]:
-    argv = [sys.executable, "-m", "dualviz", "sweep", "--query", sweep.base.to_query(),
-            "--seeds", str(sweep.seeds), "--workers", str(live.manager().max_running)]
-    for name, values in sweep.vary:
-        argv += ["--vary", f"{name}={','.join(map(str, values))}"]
-    if scheduler:
-        argv += ["--scheduler", scheduler]
-    return argv
+SETTING_KEYS = ("x", "x-values", "series", "series-values", "seeds")
 
 
-DEFAULT_MAX_SWEEPS = 1  # sweeps started from pages running at once per server
+def size(sweep: Sweep) -> int:
+    """Grid points times seeds, before clamping merges any: known without building them."""
+    count = sweep.seeds
+    for _, values in sweep.vary:
+        count *= len(values)
+    return count
 
 
-def refusal() -> str | None:
-    """Why a new sweep cannot start now (the server's cap, $DUALVIZ_MAX_SWEEPS), or None."""
-    cap = int(env_number("DUALVIZ_MAX_SWEEPS", DEFAULT_MAX_SWEEPS))
-    busy = len(live.manager().store.running_sweeps())
-    if busy < cap:
+def too_large(sweep: Sweep) -> str | None:
+    """Why this page will not build or run the sweep (over $DUALVIZ_MAX_SWEEP_POINTS)."""
+    cap = limits.max_sweep_points()
+    if size(sweep) <= cap:
         return None
-    return (f"{busy} sweep(s) already running on this server (the cap is {cap}): try again "
-            "when one has finished. Points already stored are shown meanwhile.")
+    return (f"this sweep has {size(sweep)} points; this server runs at most {cap} per sweep "
+            "($DUALVIZ_MAX_SWEEP_POINTS): choose fewer values or seeds")
 
 
-def start(sweep: Sweep, scheduler: str | None = None) -> None:
-    store = live.manager().store
-    env = {**os.environ, DATA_DIR_ENV: str(store.data_dir)}
-    process = subprocess.Popen(command(sweep, scheduler), env=env, start_new_session=True,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
-    # Registered now (the CLI registers again with the same pid), so the page shows Stop at
-    # once and a second click cannot start a second driver.
-    store.sweep_started(sweep.key, sweep.to_json(), process.pid)
+@functools.lru_cache(maxsize=64)
+def points(sweep: Sweep) -> tuple:
+    """(coords, experiment) of every point: built once per sweep in this server process
+    (a sweep is a frozen value), not on every redraw."""
+    return tuple(sweep.points())
 
 
-def running(sweep: Sweep) -> bool:
-    status = live.manager().store.sweep_status(sweep.key)
-    return status is not None and status[0] == "running" and pid_alive(status[1])
+def hashes(sweep: Sweep) -> list[str]:
+    return [e.hash for _, e in points(sweep)]
 
 
-def stop(sweep: Sweep) -> None:
-    status = live.manager().store.sweep_status(sweep.key)
-    if status is not None and pid_alive(status[1]):
-        os.killpg(status[1], signal.SIGTERM)  # the driver and its pool workers
-    live.manager().store.sweep_finished(sweep.key)
+def where_points_run() -> str:
+    """Which machine computes sweep points here: the operator's choice, never a visitor's."""
+    address = os.environ.get(SCHEDULER_ENV)
+    if address:
+        return f"the Dask cluster at `{address}` (set by the operator)"
+    places = limits.sweep_slots(live.manager().max_running)
+    return (f"this server: at most {places} point(s) at once, in the job places that "
+            "pages leave free")
 
 
-def eta_seconds(sweep: Sweep, total: int, done: int) -> float | None:
-    """Remaining time at the rate of the points finished since the driver started."""
-    store = live.manager().store
-    status = store.sweep_status(sweep.key)
-    if status is None or status[0] != "running" or done >= total:
-        return None
-    started = store.sweep_started_at(sweep.key)
-    finished = [j.finished for _, e in sweep.points()
-                if (j := store.job(e.hash)) is not None and j.result is not None
-                and j.finished is not None and started is not None and j.finished >= started]
-    if not finished:
-        return None
-    rate = (max(finished) - started) / len(finished)
-    return rate * (total - done)
+def start(sweep: Sweep) -> str | None:
+    """Run (or resume) the sweep for this session; why not, or None."""
+    return live.manager().start_sweep(live.watcher_id(), sweep.key, sweep.to_json(),
+                                      [e for _, e in points(sweep)])
+
+
+def stop(sweep: Sweep) -> str | None:
+    return live.manager().stop_sweep(live.watcher_id(), sweep.key)
+
+
+def view(sweep: Sweep) -> SweepView:
+    return live.manager().sweep_view(live.watcher_id(), sweep.key, hashes(sweep))
 
 
 def results(sweep: Sweep) -> list:
-    """(coords, experiment, result) for every point stored so far, in grid order."""
-    store = live.manager().store
+    """(coords, experiment, result) for every point stored so far, in grid order (a solver
+    failure keeps its numbers)."""
+    stored = live.manager().store.jobs(hashes(sweep))
     out = []
-    for coords, exp in sweep.points():
-        found = stored_result(store, exp)
-        if found is not None:
-            out.append((coords, exp, found))
+    for coords, exp in points(sweep):
+        record = stored.get(exp.hash)
+        if record is not None and record.status in ("done", "failed") and record.result:
+            out.append((coords, exp, record.result))
     return out
-
-
-SETTING_KEYS = ("x", "x-values", "series", "series-values", "seeds")
 
 
 def settings_controls(base) -> tuple[Sweep, list[str]]:
