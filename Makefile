@@ -16,7 +16,7 @@ $(STAMP): requirements.txt | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/streamlit run app.py
+	$(BIN)/python -m dualviz serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,9 +3,13 @@
 
 Every option comes from the Experiment's knob table (``--target-rank`` is the URL key
 ``target-rank``), so ``--query`` with a page's query string computes the same experiment.
-Out-of-range values are clamped with a note on stderr; unusable input exits with status 2 and
-one line on stderr; a run whose solver failed prints its numbers, then exits with status 1 and
-one line on stderr.
+A typed option is an intent: one outside its range (the table's, a cross-constraint such as
+target-rank <= min(rank X, K), or this server's cap) exits with status 2 and one line naming
+the allowed range. Values from ``--query`` are a link's and are clamped with a note on stderr,
+as a page does. Other unusable input exits with status 2 and one line on stderr; a run whose
+solver failed prints its numbers, then exits with status 1 and one line on stderr.
+
+``python -m dualviz serve [--port N] [--address A]`` starts the app.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import argparse
 import json
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from . import limits
 from .config import KNOBS, KNOBS_BY_NAME, ConfigError, Experiment
 from .data import DataError, Dataset, load_file
 from .runner import RunResult, run
-from .store import Store
+from .store import Store, StoreError
 from .sweep import SCHEDULER_ENV, Sweep, executor_for, parse_vary, rows, run_sweep
 
 
@@ -80,7 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local worker processes (default: the number of cores)")
     sweep.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                        help=f"a Dask scheduler (default ${SCHEDULER_ENV}; unset: local pool)")
+    serve = commands.add_parser("serve", help="start the app", description=(
+        "Serve the app (Streamlit) on the embedded store. It listens on 127.0.0.1 only "
+        "unless --address says otherwise: serving a network is a choice."))
+    serve.error = parser.error  # type: ignore[method-assign]
+    serve.add_argument("--port", type=_port, default=8501, help="TCP port (default 8501)")
+    serve.add_argument("--address", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; 0.0.0.0: every "
+                            "interface)")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside [1, 65535]")
+    return port
 
 
 def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Dataset | None, list[str]]:
@@ -90,18 +114,34 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Dataset 
                 if getattr(args, k.name, None) is not None}
     uploaded = None
     if args.data:
-        try:
-            with open(args.data, "rb") as handle:
-                uploaded = load_file(handle, args.data)
-        except OSError as exc:
-            raise DataError(f"cannot read {args.data}: {exc.strerror}") from None
+        uploaded = _read_data(args.data)
         explicit["data"] = uploaded.digest
     for key in list(values):  # an option given both ways: the explicit one wins
         knob = KNOBS_BY_NAME.get(key)
         if knob is not None and knob.key in explicit:
             del values[key]
     exp, notes = Experiment.from_values({**values, **explicit})
+    for note in notes:  # a typed option is an intent: out of range is an error, not a clamp
+        key = note.split(":", 1)[0]
+        if key in explicit and key != "data":
+            raise UsageError(f"--{note.split('; using')[0]}")
     return exp, uploaded, notes
+
+
+def _read_data(path: str) -> Dataset:
+    """A data file named on the command line: a regular file (a FIFO or a device would block
+    or never end), loaded through the same gate as an upload."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path} is not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            return load_file(handle, path)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def summary(result: RunResult) -> str:
@@ -154,15 +194,17 @@ def run_sweep_command(args: argparse.Namespace, exp: Experiment,
     store = Store()
     if uploaded is not None:
         store.save_dataset(uploaded)
-    # Stop (the page's button) sends SIGTERM: exit through the finally blocks, so points in
-    # flight are marked cancelled rather than left running in a dead process.
+    # SIGTERM (a stop): exit through the finally blocks, so points in flight are marked
+    # cancelled rather than left running in a dead process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     executor, close = executor_for(args.workers, args.scheduler)
     show = _progress_bar(sys.stderr) if sys.stderr.isatty() else None
-    store.sweep_started(spec.key, spec.to_json(), os.getpid())
+    store.sweep_started(spec.key, spec.to_json(), pid=os.getpid())
     try:
+        # as many in flight as there are workers: a point's time limit counts from its start
         points = run_sweep(spec, store, executor, uploaded, on_result=show,
-                           max_pending=2 * (args.workers or os.cpu_count() or 1))
+                           max_pending=args.workers or os.cpu_count() or 1,
+                           time_limit=limits.job_time_limit())
     finally:
         close()
         store.sweep_finished(spec.key)
@@ -170,17 +212,20 @@ def run_sweep_command(args: argparse.Namespace, exp: Experiment,
     if show:
         sys.stderr.write("\n")
     if args.json:
-        print(json.dumps([result for _, _, result in points], indent=1))
+        text = json.dumps([result for _, _, result in points], indent=1)
     else:
-        for row in rows(points):
-            print("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in row.items()))
-    return 0
+        text = "\n".join("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in row.items()) for row in rows(points))
+    return 0 if _write(text) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "serve":
+            from .serve import serve
+
+            return serve(args.port, args.address)
         exp, uploaded, notes = experiment_from_args(args)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -190,15 +235,34 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, DataError) as exc:
         print(f"dualviz: error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"dualviz: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # e.g. a Dask scheduler that cannot be reached
         print(f"dualviz: error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
               file=sys.stderr)
         return 2
-    print(json.dumps(result.to_json(), indent=2) if args.json else summary(result))
+    if not _write(json.dumps(result.to_json(), indent=2) if args.json else summary(result)):
+        return 1
     if result.failure:  # the numbers above are kept; the status says they are not an answer
         print(f"dualviz: failed: {result.failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _write(text: str) -> bool:
+    """Print to stdout; a full disk or a closed pipe is one line on stderr, not a
+    traceback (at exit, Python would flush the buffer again: it is pointed at /dev/null)."""
+    try:
+        print(text)
+        sys.stdout.flush()
+        return True
+    except OSError as exc:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), sys.stdout.fileno())
+        print(f"dualviz: error: cannot write the output: {exc.strerror or exc}",
+              file=sys.stderr)
+        return False
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Shared by the browser tests and the page benchmark: a real Streamlit server and chromium.
 
-* :func:`streamlit_server` starts ``streamlit run app.py`` on a free port in its own process
+* :func:`streamlit_server` starts ``python -m dualviz serve`` on a free port in its own process
   group (with ``DUALVIZ_DATA_DIR`` pointing at a directory of the caller's), waits for
   ``/_stcore/health`` and ends the whole group (server, fork server, job processes) afterwards.
 * :func:`launch_chromium` starts Debian's ``/usr/bin/chromium`` through Playwright (never a
@@ -152,16 +152,15 @@ def _end_group(process: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def streamlit_server(data_dir: Path, log_path: Path | None = None,
                      extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    """``streamlit run app.py`` on a free port with ``DUALVIZ_DATA_DIR=data_dir``."""
+    """``python -m dualviz serve`` (the README's ``make run``) on a free port with
+    ``DUALVIZ_DATA_DIR=data_dir``; it listens on 127.0.0.1."""
     port = free_port()
-    url = f"http://localhost:{port}"
+    url = f"http://127.0.0.1:{port}"
     log_path = log_path or Path(data_dir) / "streamlit.log"
     env = {**os.environ, "DUALVIZ_DATA_DIR": str(data_dir), **(extra_env or {})}
-    streamlit = Path(sys.executable).with_name("streamlit")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(streamlit), "run", "app.py", "--server.port", str(port),
-             "--server.headless", "true"],
+            [sys.executable, "-m", "dualviz", "serve", "--port", str(port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     server = Server(url, process, log_path)

@@ -393,8 +393,25 @@ def test_infeasible_interpolation_has_no_closed_form(capsys, files) -> None:
     assert closed["dual"] is None or math.isinf(closed["dual"])
 
 
-def test_out_of_range_values_are_clamped_with_a_note(capsys) -> None:
-    result, err = run_json(capsys, "--depth", "99", "--beta", "1e9", "--query", "colour=blue",
+@pytest.mark.parametrize("argv, allowed", [
+    (["--depth", "99"], "depth: 99 is outside [2, 10]"),
+    (["--beta", "-1"], "beta: -1 is outside [0.0001, 1000]"),
+    (["--beta", "1e9"], "beta: 1e9 is outside [0.0001, 1000]"),
+    (["--iterations", "0"], "iterations: 0 is outside [1, 20000]"),
+    (["--target-rank", "5", "--x-rank", "3"], "target-rank: 5 exceeds min(rank X, K)"),
+    (["--depth", "8", "--activation", "relu"], "depth: 8 exceeds 6 for ReLU networks"),
+])
+def test_a_typed_option_out_of_its_range_exits_2_naming_the_range(capsys, argv,
+                                                                   allowed) -> None:
+    """A typed option is an intent: it is refused, not clamped (a link's value is)."""
+    code, out, err = run_main(capsys, *argv, "--iterations", "5", "--restarts", "1") \
+        if "--iterations" not in argv else run_main(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"dualviz: error: --{allowed}"]
+
+
+def test_query_values_out_of_range_are_clamped_with_a_note(capsys) -> None:
+    result, err = run_json(capsys, "--query", "depth=99&beta=1e9&colour=blue",
                            "--iterations", "5", "--restarts", "1")
     lines = err.splitlines()
     assert lines and all(line.startswith("note: ") for line in lines)
@@ -407,6 +424,16 @@ def test_out_of_range_values_are_clamped_with_a_note(capsys) -> None:
     assert result["experiment"]["hash"] == Experiment(depth=10, beta=1000.0, iterations=5,
                                                       restarts=1).hash
     assert [f"note: {n}" for n in result["notes"]] == lines
+
+
+def test_a_cap_below_a_default_clamps_the_default_with_a_note(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DUALVIZ_MAX_N", "10")
+    result, err = run_json(capsys, "--iterations", "5", "--restarts", "1")
+    assert result["experiment"]["n"] == 10
+    assert "note: n: the default 20 is above this server's cap ($DUALVIZ_MAX_N); using 10" \
+        in err.splitlines()
+    code, _, err = run_main(capsys, "--n", "20", "--iterations", "5")
+    assert code == 2 and "outside [1, 10] (this server's cap, $DUALVIZ_MAX_N)" in err
 
 
 def test_relu_solver_option_cross_checks_the_working_set_with_cvxpy(capsys) -> None:
@@ -432,12 +459,13 @@ BAD_ARGUMENTS = [
     ["--no-such-option"], ["--depth", "abc"], ["--beta", "nan"], ["--arch", "<script>"],
     ["--activation", "tanh"], ["--data", "/nonexistent/file.npz"], ["--depth"],
     ["--seeds", "x"], ["--vary", "depth"], ["--vary", "nosuch=1,2"], ["--workers", "0"],
-    ["--vary", "depth=a,b"], ["--scheduler", "http://evil:1"],
+    ["--vary", "depth=a,b"], ["--scheduler", "http://evil:1"], ["--beta", "1e9"],
+    ["--iterations", "-5"], ["--target-rank", "1e308"],
 ]
 SWEEP_ONLY = ("--seeds", "--vary", "--workers", "--scheduler")
-GOOD_OPTIONS = [["--depth", "3"], ["--beta", "1e9"], ["--arch", "parallel"], ["--json"],
-                ["--query", "depth=99&x=<b>"], ["--whiten"], ["--no-whiten"],
-                ["--iterations", "-5"], ["--target-rank", "1e308"]]
+GOOD_OPTIONS = [["--depth", "3"], ["--beta", "1e3"], ["--arch", "parallel"], ["--json"],
+                ["--query", "depth=99&x=<b>&iterations=-5&target-rank=1e308"],
+                ["--whiten"], ["--no-whiten"], ["--iterations", "5"]]
 
 
 @settings(max_examples=300, derandomize=True, deadline=None, database=None)
@@ -460,3 +488,13 @@ def test_any_unusable_argument_exits_2_with_one_line(command, good, bad, at) -> 
     assert out.getvalue() == "" and len(errors) == 1, (argv, err.getvalue())
     assert errors[0].startswith("dualviz: error: ") and "Traceback" not in err.getvalue()
     assert all(len(n) < 300 for n in notes)
+
+
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([sys.executable, "-m", "dualviz", "solve", "--json",
+                              "--iterations", "5", "--restarts", "1"], cwd=ROOT, stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == ["dualviz: error: cannot write the output: No space "
+                                       "left on device"]

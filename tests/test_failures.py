@@ -188,9 +188,13 @@ def test_server_caps_lower_knob_bounds_with_a_note(monkeypatch):
 
 def test_cli_obeys_the_server_caps(monkeypatch):
     monkeypatch.setenv("DUALVIZ_MAX_RESTARTS", "1")
-    args = cli.build_parser().parse_args(["solve", "--restarts", "9"])
-    exp, _, notes = cli.experiment_from_args(args)
+    args = cli.build_parser().parse_args(["solve", "--query", "restarts=9"])
+    exp, _, notes = cli.experiment_from_args(args)  # a link's value: clamped, noted
     assert exp.restarts == 1 and "DUALVIZ_MAX_RESTARTS" in notes[0]
+    args = cli.build_parser().parse_args(["solve", "--restarts", "9"])
+    with pytest.raises(cli.UsageError, match=r"--restarts: 9 is outside \[1, 1\] "
+                                             r"\(this server's cap, \$DUALVIZ_MAX_RESTARTS\)"):
+        cli.experiment_from_args(args)  # a typed option: refused
 
 
 def test_the_page_shows_a_solver_failure_with_its_message_and_run_again():
