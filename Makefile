@@ -1,28 +1,36 @@
 # Two set-up commands: `make run` (the app) and `make test` (the whole suite).
-# Both create .venv on first use and install requirements.txt into it.
+# Both create .venv on first use, install requirements.txt (every version pinned) into it and
+# the package itself (editable: the checkout is what runs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
+PYTEST := $(BIN)/python -m pytest -q --durations=25
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when requirements.txt changes.
-$(STAMP): requirements.txt | $(BIN)/python
+# Reinstall only when the requirements or the package's metadata change.
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m dualviz serve
+	$(BIN)/dualviz serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Everything: unit, property, AppTest, real servers and real browsers.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# The inner loop (under 3 minutes): no browser, no server, nothing marked slow.
+test-fast: $(STAMP) lint
+	$(PYTEST) -m "not browser and not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_linear.py

@@ -51,12 +51,6 @@ LAUNCHER_ATTEMPTS = 3  # starts of the solver process before the manager gives u
 SCHEDULER_ENV = "DUALVIZ_DASK_SCHEDULER"
 
 
-def _import_path() -> str:
-    """PYTHONPATH for the launcher: this package's parent first, then whatever was set."""
-    package_parent = str(Path(__file__).resolve().parents[1])
-    return os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-
-
 def busy_record(job_hash: str, query: str, message: str) -> JobRecord:
     """What a session sees for a job it could not get now (a full queue, a busy store):
     nothing is stored; the page asks again until it can."""
@@ -357,7 +351,7 @@ class JobManager:
         self.ready.clear()
         self._launcher = subprocess.Popen(
             [sys.executable, "-m", "dualviz.launcher"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": _import_path()})
+            stdout=subprocess.PIPE)
         threading.Thread(target=self._listen, args=(self._launcher,), name="dualviz-launcher",
                          daemon=True).start()
 

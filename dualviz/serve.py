@@ -10,12 +10,20 @@ from __future__ import annotations
 import math
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from . import limits
 from .store import Store, StoreError
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+
+def app_script() -> Path:
+    """app.py (with pages/ beside it): the checkout's, or an installed copy's
+    (share/dualviz, see pyproject.toml)."""
+    checkout = Path(__file__).resolve().parents[1] / "app.py"
+    if checkout.exists():
+        return checkout
+    return Path(sysconfig.get_path("data")) / "share" / "dualviz" / "app.py"
 
 
 def streamlit_options(port: int, address: str) -> list[str]:
@@ -39,8 +47,8 @@ def serve(port: int, address: str) -> int:
     if address not in ("127.0.0.1", "localhost", "::1"):
         print(f"dualviz: serving on {address}: anyone who can reach this address can use the "
               "app (see the README on serving a network)", file=sys.stderr)
-    argv = [sys.executable, "-m", "streamlit", "run", str(APP), *streamlit_options(port,
-                                                                                   address)]
+    argv = [sys.executable, "-m", "streamlit", "run", str(app_script()),
+            *streamlit_options(port, address)]
     sys.stdout.flush()
     os.execv(sys.executable, argv)
     return 0  # not reached

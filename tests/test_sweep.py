@@ -79,7 +79,7 @@ def test_sweep_points_equal_single_runs_and_are_stored(store):
 
 
 def test_a_killed_sweep_resumes_without_recomputing_stored_points(tmp_path):
-    env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path)}
     query = BASE.replace(iterations=400)[0].to_query()
     argv = [sys.executable, "-m", "dualviz", "sweep", "--query", query, "--vary",
             "depth=2,3,4", "--vary", "target-rank=1,2", "--workers", "1"]
@@ -164,7 +164,7 @@ def test_vary_parsing_and_limits():
 
 
 def test_cli_sweep_prints_the_solve_schema_for_every_point(tmp_path):
-    env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path)}
     out = subprocess.run(
         [sys.executable, "-m", "dualviz", "sweep", "--query", BASE.to_query(), "--vary",
          "depth=2,3", "--seeds", "2", "--workers", "2", "--json"],
@@ -269,7 +269,7 @@ def test_a_stop_between_marking_a_point_running_and_submitting_it_leaves_none_ru
 
 def test_stopping_a_cli_sweep_with_sigterm_leaves_no_point_running(tmp_path):
     """An operator's Ctrl-C or kill sends SIGTERM to the CLI driver's process group."""
-    env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DUALVIZ_DATA_DIR": str(tmp_path)}
     query = BASE.replace(iterations=400)[0].to_query()
     proc = subprocess.Popen([sys.executable, "-m", "dualviz", "sweep", "--query", query,
                              "--vary", "depth=2,3,4", "--vary", "target-rank=1,2",
