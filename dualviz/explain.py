@@ -11,7 +11,99 @@ from dataclasses import dataclass
 from .config import Experiment
 from .primal import Snapshot, is_feasible
 
-ZERO_GAP_TOL = 1e-4  # relative gap below which training and the dual are said to agree
+# Relative tolerances of a zero gap (docs/math.md §8): a trained value is accurate to about
+# TRAINED_GAP_TOL of the optimum at the default settings; closed forms and convex programs
+# (solved to 1e-10) agree with each other to EXACT_GAP_TOL.
+TRAINED_GAP_TOL = 1e-4
+EXACT_GAP_TOL = 1e-8
+ZERO_GAP_TOL = TRAINED_GAP_TOL
+
+
+def excess_floor(dual: float | None) -> float:
+    """Where P - D sits on a log axis when it is within the zero-gap tolerance (or below 0,
+    which a feasible point reaches only through the solvers' rounding)."""
+    return TRAINED_GAP_TOL * max(abs(dual or 0.0), 1e-8)
+
+
+def gap_text(gap: float | None, dual: float | None, tol: float = TRAINED_GAP_TOL) -> str:
+    """P - D in one way everywhere: '0 (|P - D| < tol)' within the tolerance, else the
+    value with its sign."""
+    if gap is None or dual is None:
+        return "n/a"
+    scale = max(abs(dual), 1e-12)
+    if abs(gap) <= tol * scale:
+        return f"0 (|P - D| < {tol * scale:.1g})"
+    return f"{gap:.7g}"
+
+
+def relative_text(gap: float | None, dual: float | None, tol: float = TRAINED_GAP_TOL) -> str:
+    """(P - D)/|D| in one way everywhere: a percentage of D."""
+    if gap is None or dual is None or dual == 0:
+        return "n/a"
+    relative = gap / abs(dual)
+    if abs(relative) <= tol:
+        return f"0 % (< {100 * tol:.1g} %)"
+    return f"{100 * relative:.4g} % of D"
+
+
+class LiveReadout:
+    """The numbers of a running job, kept up to date batch by batch (one per stream, however
+    many browsers watch it): the best feasible value so far, or else the best infeasible one
+    with its residual, against the bounds known before training."""
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+        self.dual: float | None = None
+        self.closed: float | None = None
+        self.dual_label = "D"
+        self.final_primal: float | None = None
+        self.final = False
+        self.best_feasible: float | None = None
+        self.best_infeasible: tuple[float, float] | None = None  # (value, residual)
+
+    def bounds(self, bounds: dict | None, result: dict | None) -> None:
+        source = result or bounds or {}
+        self.dual = (source.get("dual") or {}).get("value")
+        closed = source.get("closed_form") or {}
+        self.closed = closed.get("primal")
+        self.dual_label = closed.get("dual_label") or "D"
+        if result is not None:
+            self.final = True
+            self.final_primal = (result.get("primal") or {}).get("value")
+
+    def add(self, snapshots: Sequence[Snapshot]) -> None:
+        for s in snapshots:
+            if is_feasible(self.exp, s):
+                if self.best_feasible is None or s.objective < self.best_feasible:
+                    self.best_feasible = float(s.objective)
+            elif s.objective == s.objective and (self.best_infeasible is None
+                                                 or s.residual < self.best_infeasible[1]):
+                self.best_infeasible = (float(s.objective), float(s.residual))
+
+    @property
+    def primal(self) -> float | None:
+        return self.final_primal if self.final else self.best_feasible
+
+    def shown(self) -> dict[str, str]:
+        """The metric texts of a page (label and value)."""
+        primal = self.primal
+        if primal is not None:
+            p_text = f"{primal:.7g}"
+        elif self.best_infeasible is not None and not self.final:
+            value, residual = self.best_infeasible
+            p_text = f"{value:.7g} (not feasible: residual {residual:.1e})"
+        else:
+            p_text = "n/a"
+        gap = None if primal is None or self.dual is None else primal - self.dual
+        return {"P_label": "P (trained)" if self.final else "P (best feasible so far)",
+                "P": p_text, "D_label": "D (lower bound on P)",
+                "D": "n/a" if self.dual is None else f"{self.dual:.7g}",
+                "gap": gap_text(gap, self.dual), "relative": relative_text(gap, self.dual),
+                "closed": "n/a" if self.closed is None else f"{self.closed:.7g}"}
+
+    def levels(self) -> dict[str, float | str | None]:
+        """The horizontal lines of the objective figure."""
+        return {"dual": self.dual, "closed": self.closed, "dual_label": self.dual_label}
 
 
 def gap_verdict(primal: float | None, dual: float | None, closed_primal: float | None = None,
@@ -112,6 +204,7 @@ class Readout:
     target_spectrum: list[float] | None
     closed_spectrum: list[float] | None
     relu: dict | None = None  # ReLU details: patterns, neurons, fitted functions, rank-one
+    live: LiveReadout | None = None  # the same numbers as a stream keeps them
 
     @property
     def gap(self) -> float | None:
@@ -121,26 +214,30 @@ class Readout:
     def relative_gap(self) -> float | None:
         return None if self.gap is None or not self.dual else self.gap / abs(self.dual)
 
+    def shown(self) -> dict[str, str]:
+        """The metric texts of a page, as the live stream writes them."""
+        return self.live.shown()
+
 
 def readout(exp: Experiment, bounds: dict | None, result: dict | None,
             snapshots: Sequence[Snapshot]) -> Readout:
     """Numbers from the stored result when the job is done, else from the bounds (known before
-    training) and the snapshots so far."""
+    training) and the snapshots so far: P is the best feasible value reached yet."""
     source = result or bounds or {}
     closed = source.get("closed_form") or {}
     spectrum = source.get("spectrum") or {}
-    dual = (source.get("dual") or {}).get("value")
+    live = LiveReadout(exp)
+    live.bounds(bounds, result)
+    live.add(snapshots)
     last = snapshots[-1] if snapshots else None
     if result is not None:
-        primal = result["primal"]["value"]
         best = [s for s in snapshots if s.done and s.restart == result["primal"]["best_restart"]]
         learned = spectrum.get("learned")
         layers = best[-1].layer_singular_values if best else None
     else:
-        finished = [s for s in snapshots if s.done and is_feasible(exp, s)]
-        primal = min((s.objective for s in finished), default=None)
         learned = last.singular_values if last else None
         layers = last.layer_singular_values if last else None
-    return Readout(primal, dual, closed.get("primal"), closed.get("dual"),
+    return Readout(live.primal, live.dual, closed.get("primal"), closed.get("dual"),
                    closed.get("dual_label") or "dual", result is not None, learned, layers,
-                   spectrum.get("target"), spectrum.get("closed_form"), source.get("relu"))
+                   spectrum.get("target"), spectrum.get("closed_form"), source.get("relu"),
+                   live)

@@ -2,22 +2,48 @@
 
 Figures are built from plain dicts without Plotly's property validation: a live page redraws
 them several times a second, and validation costs tens of milliseconds per figure.
+
+A live figure grows in the browser (dualviz/ui/live_chart.py) from the same functions that
+draw it here: :func:`restart_series` turns snapshots into the points of each restart's traces
+(the page's first drawing and every streamed batch alike), :func:`restart_trace` is the trace
+a restart's series is drawn with, and traces that change as a whole (the learned spectrum, the
+fitted function) carry a `meta` role naming what replaces their values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 
-from .primal import Snapshot
+from .primal import RESIDUAL_TOL, Snapshot
 
 MAX_POINTS_PER_TRACE = 400  # keeps redraws light in the browser while a job streams
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf", "#d62728")
 DUAL_COLOR, CLOSED_COLOR, TARGET_COLOR = "#d62728", "#222222", "#7f7f7f"
-FONT_SIZE = 15
+# The series of one restart in the objective figure, in trace order.
+RESTART_SERIES = ("feasible", "infeasible", "excess", "residual")
+TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class FigureStyle:
+    """Sizes for a screen or a projector (presenter mode: larger text, taller figures; the
+    layout grows instead of being zoomed, so nothing is cut)."""
+
+    font: int = 15
+    height: float = 1.0  # a factor on every figure's height
+    marker: float = 1.0
+
+    def px(self, base: int) -> int:
+        return round(base * self.height)
+
+
+SCREEN = FigureStyle()
+PROJECTOR = FigureStyle(font=20, height=1.3, marker=1.4)
 
 
 def thin(points: Sequence, limit: int = MAX_POINTS_PER_TRACE) -> list:
@@ -36,48 +62,125 @@ def by_restart(snapshots: Sequence[Snapshot]) -> dict[int, list[Snapshot]]:
 
 
 def _level(y: float, label: str, color: str, dash: str, xaxis: str, yaxis: str,
-           position: str) -> tuple[dict, dict]:
+           position: str, style: FigureStyle) -> tuple[dict, dict]:
     """A labelled horizontal line across one panel: (shape, annotation)."""
     shape = {"type": "line", "xref": f"{xaxis} domain", "x0": 0, "x1": 1, "yref": yaxis,
              "y0": y, "y1": y, "line": {"color": color, "dash": dash, "width": 2}}
     note = {"xref": f"{xaxis} domain", "x": 1, "xanchor": "right", "yref": yaxis, "y": y,
             "yanchor": position, "text": label, "showarrow": False,
-            "font": {"color": color, "size": FONT_SIZE - 1}}
+            "font": {"color": color, "size": style.font - 1}}
     return shape, note
+
+
+def feasible(snapshot: Snapshot, interpolation: bool) -> bool:
+    """An iterate whose value bounds the optimum from above: finite, and (interpolation)
+    within the residual tolerance (docs/math.md §7)."""
+    return bool(np.isfinite(snapshot.objective)) and (
+        not interpolation or snapshot.residual <= RESIDUAL_TOL)
+
+
+def restart_series(snapshots: Sequence[Snapshot], dual: float | None, interpolation: bool,
+                   floor: float, before: dict[int, Snapshot] | None = None
+                   ) -> dict[int, dict[str, tuple[list, list]]]:
+    """The points of each restart's series, as (x, y) per name of RESTART_SERIES:
+
+    - feasible: the objective of feasible iterates (a gap, None, where the run is not);
+    - infeasible: the objective of iterates outside the interpolation tolerance, joined to
+      the feasible iterates on either side (so the faded stretch meets the solid one);
+    - excess: P - D of feasible iterates, at least `floor` (a log axis: within the zero-gap
+      tolerance a point sits on the floor instead of leaving a hole);
+    - residual: ||f(X) - Y|| / ||Y|| of every iterate (interpolation only).
+
+    before: the last snapshot of each restart already drawn (a stream's earlier batches), so
+    segments continue across batches."""
+    out: dict[int, dict[str, tuple[list, list]]] = {}
+    last = dict(before or {})
+    for s in snapshots:
+        points = out.setdefault(s.restart, {name: ([], []) for name in RESTART_SERIES})
+        now = feasible(s, interpolation)
+        previous = last.get(s.restart)
+        was = previous is not None and feasible(previous, interpolation)
+        value = float(s.objective) if np.isfinite(s.objective) else None
+        added = [("feasible", s.iteration, value if now else None)]
+        if not now:
+            if was:
+                added.append(("infeasible", previous.iteration, float(previous.objective)))
+            added.append(("infeasible", s.iteration, value))
+        elif previous is not None and not was:  # the faded stretch ends here
+            added += [("infeasible", s.iteration, value), ("infeasible", s.iteration, None)]
+        if dual is not None:
+            added.append(("excess", s.iteration, max(value - dual, floor)
+                          if now and value is not None else None))
+        if interpolation:
+            added.append(("residual", s.iteration, max(float(s.residual), 1e-16)
+                          if np.isfinite(s.residual) else None))
+        for name, x, y in added:
+            points[name][0].append(x)
+            points[name][1].append(y)
+        last[s.restart] = s
+    return out
+
+
+def restart_trace(restart: int, name: str, label: str = "",
+                  style: FigureStyle = SCREEN) -> dict:
+    """The trace that draws series `name` of one restart (its color is the restart's)."""
+    color = COLORS[restart % len(COLORS)]
+    title = f"restart {restart + 1}" + (f" ({label})" if label else "")
+    base = {"type": "scatter", "mode": "lines", "x": [], "y": [], "legendgroup": str(restart),
+            "meta": {"restart": restart, "series": name}, "connectgaps": False}
+    if name == "feasible":
+        return {**base, "name": title, "line": {"color": color, "width": 2.5}}
+    if name == "infeasible":
+        return {**base, "name": f"{title}: not yet feasible", "showlegend": False,
+                "opacity": 0.35, "line": {"color": color, "dash": "dot", "width": 2}}
+    axis = {"excess": ("x2", "y2"), "residual": ("x3", "y3")}[name]
+    return {**base, "xaxis": axis[0], "yaxis": axis[1], "showlegend": False,
+            "name": f"{title}: {'P - D' if name == 'excess' else 'residual'}",
+            "line": {"color": color, "width": 2, "dash": "solid" if name == "excess"
+                     else "dash"}}
+
+
+def objective_layout(dual: float | None, closed_primal: float | None, dual_label: str,
+                     style: FigureStyle = SCREEN) -> tuple[list, list]:
+    """(shapes, annotations) of the objective figure: the dual, labelled as the lower bound it
+    is, and the closed-form optimum."""
+    shapes, notes = [], []
+    for value, label, color, dash, position in (
+            (dual, f"{dual_label} = {dual:.6g} (lower bound on P)" if dual is not None else "",
+             DUAL_COLOR, "dash", "top"),
+            (closed_primal, f"theory P* = {closed_primal:.6g}"
+             if closed_primal is not None else "", CLOSED_COLOR, "dot", "bottom")):
+        if value is not None:
+            shape, note = _level(value, label, color, dash, "x", "y", position, style)
+            shapes.append(shape)
+            notes.append(note)
+    return shapes, notes
 
 
 def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
                      closed_primal: float | None, dual_label: str = "D",
-                     title: str = "") -> go.Figure:
-    """Top: the primal objective of every restart against iteration, with the dual value and
-    the closed-form primal as labelled lines. Bottom (log scale): the excess over the dual."""
+                     title: str = "", interpolation: bool = False, floor: float = 1e-12,
+                     labels: dict[int, str] | None = None,
+                     style: FigureStyle = SCREEN) -> go.Figure:
+    """Top: the primal objective of every restart against iteration (faded where the iterate is
+    not yet feasible: its value bounds nothing), with the dual and the closed-form primal as
+    labelled lines. Below (log scales): the excess P - D of feasible iterates, and for
+    interpolation the residual with its tolerance. labels: restart -> how it started."""
+    thinned = [s for snaps in by_restart(snapshots).values() for s in thin(snaps)]
     traces: list[dict] = []
-    for restart, snaps in sorted(by_restart(snapshots).items()):
-        snaps = thin(snaps)
-        color = COLORS[restart % len(COLORS)]
-        x = [s.iteration for s in snaps]
-        traces.append({"type": "scatter", "mode": "lines", "x": x,
-                       "y": [s.objective for s in snaps], "name": f"restart {restart + 1}",
-                       "line": {"color": color}, "legendgroup": str(restart)})
-        if dual is not None:
-            excess = [s.objective - dual for s in snaps]
-            traces.append({"type": "scatter", "mode": "lines", "x": x, "xaxis": "x2",
-                           "yaxis": "y2", "y": [e if e > 0 else None for e in excess],
-                           "name": f"restart {restart + 1}: P - D", "showlegend": False,
-                           "legendgroup": str(restart), "line": {"color": color, "dash": "dot"}})
-    shapes, notes = [], []
-    for value, label, color, dash, position in (
-            (dual, f"{dual_label} = {dual:.4f}" if dual is not None else "", DUAL_COLOR,
-             "dash", "top"),
-            (closed_primal, f"theory P* = {closed_primal:.4f}"
-             if closed_primal is not None else "", CLOSED_COLOR, "dot", "bottom")):
-        if value is not None:
-            shape, note = _level(value, label, color, dash, "x", "y", position)
-            shapes.append(shape)
-            notes.append(note)
-    top: dict = {"domain": [0.45, 1.0], "title": {"text": "primal objective"}}
-    latest = [snaps[-1].objective for snaps in by_restart(snapshots).values()]
-    latest = [v for v in latest if np.isfinite(v)]
+    for restart, series in sorted(restart_series(thinned, dual, interpolation, floor).items()):
+        for name in RESTART_SERIES:
+            if (name == "excess" and dual is None) or (name == "residual"
+                                                       and not interpolation):
+                continue
+            trace = restart_trace(restart, name, (labels or {}).get(restart, ""), style)
+            traces.append({**trace, "x": series[name][0], "y": series[name][1]})
+    shapes, notes = objective_layout(dual, closed_primal, dual_label, style)
+    domains = ([0.52, 1.0], [0.27, 0.45], [0.0, 0.2]) if interpolation else \
+        ([0.42, 1.0], [0.0, 0.33], None)
+    top: dict = {"domain": domains[0], "title": {"text": "primal objective"}}
+    latest = [snaps[-1].objective for snaps in by_restart(snapshots).values()
+              if feasible(snaps[-1], interpolation)]
     levels = [v for v in (dual, closed_primal) if v is not None]
     if latest and levels:
         # Early iterates can be far off; keep the bounds and where each restart is in view.
@@ -88,53 +191,94 @@ def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
     layout = {
         "xaxis": {"anchor": "y", "matches": "x2", "showticklabels": False},
         "yaxis": top,
-        "xaxis2": {"anchor": "y2", "title": {"text": "iteration"}},
-        "yaxis2": {"domain": [0.0, 0.33], "type": "log", "exponentformat": "power",
-                   "title": {"text": "P - D (log)"}},
+        "xaxis2": {"anchor": "y2", "showticklabels": not interpolation,
+                   **({} if interpolation else {"title": {"text": "iteration"}})},
+        "yaxis2": {"domain": domains[1], **log_axis(), "title": {"text": "P - D"}},
         "shapes": shapes, "annotations": notes,
     }
-    return _figure(traces, layout, title, height=560)
+    if interpolation:
+        layout["xaxis2"]["matches"] = "x3"
+        layout["xaxis3"] = {"anchor": "y3", "title": {"text": "iteration"}}
+        layout["yaxis3"] = {"domain": domains[2], **log_axis(), "title": {"text": "residual"}}
+        shape, note = _level(RESIDUAL_TOL, f"feasible below {RESIDUAL_TOL:g}", TARGET_COLOR,
+                             "dot", "x3", "y3", "top", style)
+        layout["shapes"] = [*shapes, shape]
+        layout["annotations"] = [*notes, note]
+    return _figure(traces, layout, title, height=620 if interpolation else 560, style=style)
+
+
+def log_axis() -> dict:
+    """A log axis labelled at the decades only (10^-3, 10^-2, ...), never 2, 5, 1, 2, 5."""
+    return {"type": "log", "dtick": 1, "exponentformat": "power", "showexponent": "all"}
 
 
 def spectrum_figure(target: Sequence[float] | None, learned: Sequence[float] | None,
-                    closed_form: Sequence[float] | None, title: str = "") -> go.Figure:
-    """Singular values of the target W*, of the learned end-to-end matrix and of the
-    closed-form optimum, against their index."""
+                    closed_form: Sequence[float] | None, title: str = "",
+                    threshold: float | None = None, style: FigureStyle = SCREEN) -> go.Figure:
+    """Singular values of the target W*, of the learned end-to-end matrix (live) and of the
+    closed-form optimum, against their index. A value the closed form cuts to zero is drawn
+    at 0 at its index, with the threshold below which the closed form cuts (`threshold`)."""
     traces = []
-    series = (("target W*", target, TARGET_COLOR, "square-open", 16),
-              ("closed form", closed_form, CLOSED_COLOR, "x-thin-open", 14),
-              ("learned (live)", learned, COLORS[0], "circle", 9))
-    for name, values, color, symbol, size in series:
+    series = (("target W*", target, TARGET_COLOR, "square-open", 16, "target"),
+              ("closed form", closed_form, CLOSED_COLOR, "x-thin-open", 14, "closed"),
+              ("learned (live)", learned, COLORS[0], "circle", 9, "learned"))
+    for name, values, color, symbol, size, role in series:
         if values is None:
             continue
-        top = max(values, default=0.0)
-        values = [v for v in values if v > 1e-10 * max(top, 1e-300)]
         traces.append({"type": "scatter", "mode": "markers", "name": name,
-                       "x": list(range(1, len(values) + 1)), "y": values,
-                       "marker": {"color": color, "symbol": symbol, "size": size,
+                       "meta": {"role": role}, **spectrum_points(values, keep_zeros=role
+                                                                 == "closed"),
+                       "marker": {"color": color, "symbol": symbol,
+                                  "size": size * style.marker,
                                   "line": {"width": 2, "color": color}}})
     layout = {"xaxis": {"title": {"text": "index i"}, "dtick": 1},
               "yaxis": {"title": {"text": "singular value"}, "rangemode": "tozero"}}
-    return _figure(traces, layout, title, height=420)
+    if threshold is not None:
+        shape, note = _level(threshold, f"cut below {threshold:.4g}", CLOSED_COLOR, "dot",
+                             "x", "y", "bottom", style)
+        layout.update(shapes=[shape], annotations=[note])
+    return _figure(traces, layout, title, height=420, style=style)
 
 
-def layer_spectra_figure(layers: Sequence[Sequence[float]] | None, title: str = "") -> go.Figure:
+def spectrum_points(values: Sequence[float], keep_zeros: bool = False) -> dict:
+    """x (index from 1) and y of a spectrum: numerically zero values are left out, or (a
+    closed form's cut values) drawn as exact zeros at their index."""
+    top = max(values, default=0.0)
+    cut = 1e-10 * max(top, TINY)
+    if keep_zeros:
+        return {"x": list(range(1, len(values) + 1)),
+                "y": [v if v > cut else 0.0 for v in values]}
+    kept = [v for v in values if v > cut]
+    return {"x": list(range(1, len(kept) + 1)), "y": kept}
+
+
+def layer_spectra_figure(layers: Sequence[Sequence[float]] | None, title: str = "",
+                         style: FigureStyle = SCREEN) -> go.Figure:
     """Singular values of each layer (of the equivalent wide network for a parallel net)."""
     traces = [{"type": "scatter", "mode": "lines+markers", "name": f"layer {i + 1}",
+               "meta": {"role": "layer", "index": i},
                "x": list(range(1, len(values) + 1)), "y": list(values),
                "line": {"color": COLORS[i % len(COLORS)]}}
               for i, values in enumerate(layers or [])]
     layout = {"xaxis": {"title": {"text": "index i"}},
               "yaxis": {"title": {"text": "singular value"}, "rangemode": "tozero"}}
-    return _figure(traces, layout, title, height=420)
+    return _figure(traces, layout, title, height=420, style=style)
 
 
-def _figure(traces: list[dict], layout: dict, title: str, height: int) -> go.Figure:
-    layout = {**layout, "height": height, "font": {"size": FONT_SIZE},
-              "margin": {"l": 70, "r": 20, "t": 70 if title else 40, "b": 50},
+def _figure(traces: list[dict], layout: dict, title: str, height: int,
+            style: FigureStyle = SCREEN) -> go.Figure:
+    font = style.font
+    layout = {**layout, "height": style.px(height), "font": {"size": font},
+              # Margins follow the text size, so labels are not cut on a projector.
+              "margin": {"l": 4 * font + 12, "r": 20, "t": (4 if title else 2) * font + 14,
+                         "b": 3 * font + 10},
               # Legend above the plot, clear of the axis titles.
-              "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+              "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0,
+                         "font": {"size": font - 1}},
               "uirevision": "keep"}  # keep the user's zoom while live data arrives
+    for name, axis in layout.items():
+        if name.startswith(("xaxis", "yaxis")) and isinstance(axis, dict):
+            axis.setdefault("automargin", True)
     if title:
         layout["title"] = {"text": title}
     return go.Figure({"data": traces, "layout": layout}, _validate=False)
@@ -142,33 +286,37 @@ def _figure(traces: list[dict], layout: dict, title: str, height: int) -> go.Fig
 
 def fit_figure(X: np.ndarray, y: np.ndarray, axes: Sequence[Sequence[float]],
                trained: Sequence[float] | None, convex: Sequence[float] | None,
-               title: str = "") -> go.Figure:
+               title: str = "", style: FigureStyle = SCREEN) -> go.Figure:
     """The data and the fitted functions: the trained net (live) and the net rebuilt from the
     convex solution. 1-D inputs: curves over the points; 2-D: one heatmap per fit, points on top.
-    """
+    The trained net's trace has the role "trained": a stream replaces its values."""
     y = np.asarray(y, dtype=float).ravel()
     if len(axes) == 1:
         traces = [{"type": "scatter", "mode": "markers", "name": "data", "x": X[:, 0].tolist(),
-                   "y": y.tolist(), "marker": {"color": TARGET_COLOR, "size": 9}}]
-        for name, values, color, dash in (("trained net (live)", trained, COLORS[0], "solid"),
-                                          ("rebuilt from the convex program", convex,
-                                           DUAL_COLOR, "dash")):
-            if values is not None:
-                traces.append({"type": "scatter", "mode": "lines", "name": name,
-                               "x": list(axes[0]), "y": list(values),
-                               "line": {"color": color, "dash": dash, "width": 3}})
+                   "y": y.tolist(), "marker": {"color": TARGET_COLOR,
+                                               "size": 9 * style.marker}}]
+        for name, values, color, dash, role in (
+                ("trained net (live)", trained, COLORS[0], "solid", "trained"),
+                ("rebuilt from the convex program", convex, DUAL_COLOR, "dash", "convex")):
+            traces.append({"type": "scatter", "mode": "lines", "name": name,
+                           "meta": {"role": role}, "x": list(axes[0]),
+                           "y": list(values) if values is not None else [],
+                           "line": {"color": color, "dash": dash, "width": 3}})
         layout = {"xaxis": {"title": {"text": "x"}}, "yaxis": {"title": {"text": "y"}}}
-        return _figure(traces, layout, title, height=420)
-    fits = [(name, values) for name, values in (("trained net (live)", trained),
-                                                ("rebuilt from the convex program", convex))
-            if values is not None]
+        return _figure(traces, layout, title, height=420, style=style)
+    fits = [(name, values, role) for name, values, role in (
+        ("trained net (live)", trained, "trained"),
+        ("rebuilt from the convex program", convex, "convex")) if values is not None
+        or role == "trained"]
     traces, layout = [], {}
     width = 1.0 / max(len(fits), 1)
     low, high = float(y.min()), float(y.max())
-    for i, (name, values) in enumerate(fits):
+    for i, (name, values, role) in enumerate(fits):
         suffix = "" if i == 0 else str(i + 1)
-        z = np.asarray(values).reshape(len(axes[1]), len(axes[0])).tolist()
+        z = np.asarray(values).reshape(len(axes[1]), len(axes[0])).tolist() \
+            if values is not None else []
         traces.append({"type": "heatmap", "x": list(axes[0]), "y": list(axes[1]), "z": z,
+                       "meta": {"role": role, "shape": [len(axes[1]), len(axes[0])]},
                        "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "zmin": low, "zmax": high,
                        "colorscale": "RdBu", "reversescale": True, "name": name,
                        "showscale": i == len(fits) - 1})
@@ -176,36 +324,45 @@ def fit_figure(X: np.ndarray, y: np.ndarray, axes: Sequence[Sequence[float]],
                        "y": X[:, 1].tolist(), "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
                        "showlegend": False, "name": "data",
                        "marker": {"color": y.tolist(), "colorscale": "RdBu",
-                                  "reversescale": True, "cmin": low, "cmax": high, "size": 9,
+                                  "reversescale": True, "cmin": low, "cmax": high,
+                                  "size": 9 * style.marker,
                                   "line": {"color": "black", "width": 1}}})
         layout[f"xaxis{suffix}"] = {"domain": [i * width + 0.03, (i + 1) * width - 0.03],
                                     "title": {"text": f"x1 — {name}"}}
         layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "title": {"text": "x2"}}
-    return _figure(traces, layout, title, height=440)
+    return _figure(traces, layout, title, height=440, style=style)
 
 
-def comparison_figure(curves: Sequence[tuple[str, Sequence[Snapshot]]],
-                      title: str = "") -> go.Figure:
-    """Training curves of several nets in one panel, one color per net (every restart drawn):
-    for deep ReLU nets, where no dual is known, this is the comparison there is."""
+def comparison_figure(curves: Sequence[tuple[str, Sequence[Snapshot]]], title: str = "",
+                      interpolation: bool = False, style: FigureStyle = SCREEN) -> go.Figure:
+    """Training curves of several nets in one panel, one color per net (every restart drawn,
+    feasible iterates only): for deep ReLU nets, where no dual is known, this is the
+    comparison there is. A trace's meta names its net (`curve`) and restart, so a stream
+    extends it."""
     traces = []
     for index, (label, snapshots) in enumerate(curves):
-        color = COLORS[index % len(COLORS)]
         for restart, snaps in sorted(by_restart(snapshots).items()):
-            snaps = thin(snaps)
-            traces.append({"type": "scatter", "mode": "lines", "legendgroup": label,
-                           "name": label, "showlegend": restart == min(
-                               s.restart for s in snapshots),
-                           "x": [s.iteration for s in snaps],
-                           "y": [s.objective for s in snaps], "line": {"color": color}})
+            series = restart_series(thin(snaps), None, interpolation, 0.0)[restart]
+            traces.append(comparison_trace(index, label, restart, style) |
+                          {"x": series["feasible"][0], "y": series["feasible"][1]})
     layout = {"xaxis": {"title": {"text": "iteration"}},
               "yaxis": {"title": {"text": "objective (an upper bound on each optimum)"},
-                        "type": "log"}}
-    return _figure(traces, layout, title, height=420)
+                        **log_axis()}}
+    return _figure(traces, layout, title, height=420, style=style)
+
+
+def comparison_trace(index: int, label: str, restart: int, style: FigureStyle = SCREEN) -> dict:
+    """The trace of one restart of net `index` in :func:`comparison_figure`."""
+    return {"type": "scatter", "mode": "lines", "legendgroup": label, "name": label,
+            "showlegend": restart == 0, "meta": {"curve": index, "restart": restart,
+                                                 "series": "feasible"},
+            "x": [], "y": [], "line": {"color": COLORS[index % len(COLORS)],
+                                       "width": 2 * style.marker}}
 
 
 def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
-                      theory: Sequence[dict] = (), title: str = "") -> go.Figure:
+                      theory: Sequence[dict] = (), title: str = "",
+                      style: FigureStyle = SCREEN) -> go.Figure:
     """Top: P/D against x; bottom: P - D. One color per series value, solid for standard and
     dotted for parallel nets; the band is min..max over seeds; theory curves dashed black."""
     traces = []
@@ -237,7 +394,7 @@ def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
                         "tickvals": ticks},
               "yaxis": {"title": {"text": "P / D"}, "domain": [0.45, 1.0]},
               "yaxis2": {"title": {"text": "P - D"}, "domain": [0.0, 0.38]}}
-    return _figure(traces, layout, title, height=620)
+    return _figure(traces, layout, title, height=620, style=style)
 
 
 IMAGE_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}

@@ -2,13 +2,13 @@
 
 Streamlit's own settings that the limits depend on are passed here, not left to a config file
 in the working directory: the upload limit equals the app's ($DUALVIZ_MAX_UPLOAD_MB), and the
-server listens on 127.0.0.1 unless the operator names another address.
+server listens on 127.0.0.1 unless the operator names another address. The app is Streamlit's
+ASGI app with the push channel's routes (dualviz/ui/server.py).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -26,17 +26,17 @@ def app_script() -> Path:
     return Path(sysconfig.get_path("data")) / "share" / "dualviz" / "app.py"
 
 
-def streamlit_options(port: int, address: str) -> list[str]:
-    """The command-line options of `streamlit run` for this server."""
+def streamlit_config(port: int, address: str) -> dict[str, object]:
+    """Streamlit's options for this server (App.run's config: flags of `streamlit run`)."""
     upload_mb = max(1, math.ceil(limits.upload_bytes() / 2**20))
-    options = {"server.address": address, "server.port": port,
-               "server.maxUploadSize": upload_mb, "server.headless": "true",
-               "server.fileWatcherType": "none", "browser.gatherUsageStats": "false"}
-    return [f"--{name}={value}" for name, value in options.items()]
+    return {"server.address": address, "server.port": port,
+            "server.maxUploadSize": upload_mb, "server.headless": True,
+            "server.fileWatcherType": "none", "browser.gatherUsageStats": False,
+            "client.toolbarMode": "viewer"}  # no Deploy button for a hall of visitors
 
 
 def serve(port: int, address: str) -> int:
-    """Check that the store is free for this server, then become the Streamlit server."""
+    """Check that the store is free for this server, then serve the app (blocks)."""
     try:
         store = Store()
         store.claim_server().close()  # checked now; the job manager holds it from its start
@@ -47,8 +47,10 @@ def serve(port: int, address: str) -> int:
     if address not in ("127.0.0.1", "localhost", "::1"):
         print(f"dualviz: serving on {address}: anyone who can reach this address can use the "
               "app (see the README on serving a network)", file=sys.stderr)
-    argv = [sys.executable, "-m", "streamlit", "run", str(app_script()),
-            *streamlit_options(port, address)]
-    sys.stdout.flush()
-    os.execv(sys.executable, argv)
-    return 0  # not reached
+    from .ui.server import build_app  # Streamlit only where it serves
+
+    # Streamlit puts the launcher's folder on sys.path and takes sys.argv as the script's
+    # arguments: the launcher is app.py (as for `streamlit run app.py`), with none.
+    sys.argv = [str(app_script())]
+    build_app().run(config=streamlit_config(port, address))
+    return 0

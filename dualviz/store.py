@@ -407,6 +407,12 @@ class Store:
         return [(seq, Snapshot(**json.loads(body))) for seq, body in rows]
 
     @_guarded
+    def snapshot(self, job_hash: str, seq: int) -> Snapshot | None:
+        row = self._db.execute("SELECT body FROM snapshots WHERE hash = ? AND seq = ?",
+                               (job_hash, seq)).fetchone()
+        return None if row is None else Snapshot(**json.loads(row[0]))
+
+    @_guarded
     def thin_snapshots(self, job_hash: str, keep: int = KEEP_SNAPSHOTS) -> int:
         """Keep at most `keep` snapshots of a job: the first and last of each restart, then
         evenly spaced ones (a curve looks the same). Returns how many were deleted."""

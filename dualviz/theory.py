@@ -509,3 +509,18 @@ def equal_spectrum_ratio(rank: int, depth: int, arch: str) -> float:
     if rank < 1 or depth < 2:
         raise ValueError(f"need rank >= 1 and depth >= 2, got {rank}, {depth}")
     return 1.0 if arch == "parallel" else float(rank) ** ((depth - 2) / 2)
+
+
+def spectrum_threshold(exp: Experiment) -> float | None:
+    """The singular value of X^T Y below which the squared-loss closed form cuts to zero
+    (docs/math.md §3.5): the prox threshold of weight decay, the soft threshold
+    lambda = beta t^{-(L-2)} of the nuclear norm (a parallel net, or L = 2); None where the
+    closed form is not a threshold (interpolation keeps every singular value)."""
+    if exp.activation != "linear" or exp.objective != "squared":
+        return None
+    if exp.regularization == "weight-decay":
+        return prox_threshold(exp.beta, exp.depth)
+    if exp.arch == "parallel" or exp.depth == 2:
+        t = 1.0 if exp.regularization == "lth-power" else exp.t
+        return rescaled_factor(exp.beta, t, exp.depth)
+    return None

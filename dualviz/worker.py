@@ -24,7 +24,7 @@ from .primal import Snapshot
 from .runner import run
 from .store import Store, StoreError
 
-FLUSH_EVERY = 0.1  # seconds between snapshot writes: bounds the write rate, not the live rate
+FLUSH_EVERY = 0.05  # seconds between snapshot writes: the live curve's frame rate (20 per second)
 MAX_PENDING_SNAPSHOTS = 2000  # kept in memory while the store refuses writes, then thinned
 SAVE_PATIENCE = 120.0  # seconds a finished job keeps trying to save its result
 SAVE_FAILED = 75  # exit code of a job that could not save its result (EX_TEMPFAIL)

@@ -5,7 +5,8 @@ import streamlit as st
 from dualviz import explain, plots
 from dualviz.config import KNOBS
 from dualviz.runner import dataset_for
-from dualviz.ui import charts, explorer, state
+from dualviz.ui import explorer, state
+from dualviz.ui.live_chart import Figure
 
 st.set_page_config(page_title="ReLU networks · dualviz", layout="wide")
 st.title("ReLU networks: convex programs and duality")
@@ -26,22 +27,31 @@ uploaded = explorer.data_source(exp)
 data = dataset_for(exp, uploaded)
 
 
-def figures(exp, now, snaps, twin, twin_snaps, uploaded):
+def figures(exp, now, snaps, twin, twin_snaps, uploaded, style):
     relu = now.relu or {}
-    left, right = st.columns([3, 2])
-    charts.chart(plots.objective_figure(snaps, now.dual, now.closed_primal,
-                                        dual_label="convex optimum" if exp.depth == 2
-                                        else "D"), "objective_figure", left)
+    interpolation = exp.objective == "interpolation"
+    out = [Figure("objective_figure", "objective", plots.objective_figure(
+        snaps, now.dual, now.closed_primal, interpolation=interpolation,
+        dual_label="convex optimum" if exp.depth == 2 else "D",
+        floor=explain.excess_floor(now.dual), style=style), span=3)]
     fit = relu.get("fit") or {}
     trained = snaps[-1].probe if snaps and not now.final else fit.get("trained")
-    with right:
-        if fit.get("axes"):
-            charts.chart(plots.fit_figure(data.X, data.Y, fit["axes"], trained,
-                                          fit.get("convex")), "fit_figure")
-        else:
-            charts.chart(plots.layer_spectra_figure(now.layer_spectra,
-                                                    title="per-layer singular values"),
-                         "layer_figure")
+    if fit.get("axes"):
+        out.append(Figure("fit_figure", "fit", plots.fit_figure(
+            data.X, data.Y, fit["axes"], trained, fit.get("convex"), style=style), span=2))
+    else:
+        out.append(Figure("layer_figure", "layers", plots.layer_spectra_figure(
+            now.layer_spectra, title="per-layer singular values", style=style), span=2))
+    if exp.depth >= 3 and not relu.get("rank_one"):
+        out.append(Figure("comparison_figure", "comparison", plots.comparison_figure(
+            [(f"{exp.arch} (this net)", snaps), (twin.arch, twin_snaps)],
+            title="Standard vs parallel training (each curve bounds its own optimum from above)",
+            interpolation=interpolation, style=style), curves=[0, 1]))
+    return out
+
+
+def notes(exp, now):
+    relu = now.relu or {}
     patterns = relu.get("patterns")
     if patterns:
         solver = relu.get("solver") or {}
@@ -55,10 +65,7 @@ def figures(exp, now, snaps, twin, twin_snaps, uploaded):
         st.info("Deep ReLU nets on general data: no dual is computed here. Each trained value "
                 "is an upper bound on its own network's optimum; the paper proves that the "
                 "parallel net (enough branches, rescaled regularization) has zero duality gap.")
-        charts.chart(plots.comparison_figure(
-            [(f"{exp.arch} (this net)", snaps), (twin.arch, twin_snaps)],
-            title="Standard vs parallel training (each curve bounds its own optimum from above)"),
-            "comparison_figure")
 
 
-explorer.live_view(exp, uploaded, figures, dual_name="D (convex / dual)")
+explorer.live_view(exp, uploaded, figures, dual_name="D (convex / dual: a lower bound on P)",
+                   notes=notes)

@@ -1,5 +1,6 @@
 """Helpers for AppTest tests of the explorer pages: open from a link, wait for the jobs."""
 
+import json
 import re
 import time
 from pathlib import Path
@@ -19,8 +20,19 @@ def open_page(page: str, query: str = "") -> AppTest:
     return at
 
 
+def panel(at: AppTest) -> dict:
+    """The data the live panel (dualviz/ui/live_chart.py) was drawn with."""
+    element = next(e for e in at.get("bidi_component")
+                   if e.proto.component_name.endswith("dualviz_live"))
+    return json.loads(element.proto.json)
+
+
 def status_caption(at: AppTest) -> str:
-    return next(c.value for c in at.caption if "experiment" in c.value)
+    """The panel's status line as the page drew it: "<arch> net: <status> · ... · experiment
+    <hash>"."""
+    data = panel(at)
+    parts = [f"{s['label']}: {s['status']}" for s in data["streams"]]
+    return " · ".join([*parts, f"experiment {data['experiment']}"])
 
 
 def run_until_done(at: AppTest, timeout: float = 180.0) -> AppTest:
@@ -37,8 +49,18 @@ def run_until_done(at: AppTest, timeout: float = 180.0) -> AppTest:
     raise AssertionError(f"jobs did not finish: {status_caption(at)}")
 
 
+def metric_text(at: AppTest, prefix: str) -> str:
+    return next(m["value"] for m in panel(at)["metrics"] if m["label"].startswith(prefix))
+
+
+def number(text: str) -> float:
+    """The number a metric shows: '0 (|P - D| < ...)' is 0, '41.42 % of D' is 0.4142."""
+    value = float(re.match(r"\s*([-+0-9.eE]+)", text).group(1))
+    return value / 100 if "%" in text else value
+
+
 def metric(at: AppTest, prefix: str) -> float:
-    return float(next(m for m in at.metric if m.label.startswith(prefix)).value)
+    return number(metric_text(at, prefix))
 
 
 def shown(markdown: str) -> str:

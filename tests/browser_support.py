@@ -43,11 +43,8 @@ _CAPTION = re.compile(r"(?P<arch>\w+) net: (?P<status>.*?) · (?P<other_arch>\w+
 # JS: a compact, comparable summary of the objective figure's traces (null if not drawn yet).
 _JS_HELPERS = r"""
 const dvFigure = () => {
-  const box = document.querySelector('.st-key-objective_figure');
-  const plots = box ? box.querySelectorAll('.js-plotly-plot')
-                    : document.querySelectorAll('.js-plotly-plot');
-  for (const el of plots) { if (el.data) return el; }
-  return null;
+  const el = document.querySelector('.dv-fig-objective_figure');
+  return el && el.data ? el : null;
 };
 const dvSignature = () => {
   const el = dvFigure();
@@ -58,9 +55,9 @@ const dvSignature = () => {
 const dvPoints = () => {
   const el = dvFigure();
   if (!el) return 0;
-  // Primal traces only (the "P - D" traces repeat the same iterations).
-  return el.data.filter(t => !(t.name || '').includes('P - D'))
-                .reduce((n, t) => n + (t.x || []).length, 0);
+  // The solid objective traces only (a restart's other series repeat its iterations).
+  return el.data.filter(t => t.meta && t.meta.series === 'feasible')
+                .reduce((n, t) => n + (t.y || []).filter(y => y !== null).length, 0);
 };
 const dvCaption = () => {
   for (const el of document.querySelectorAll('[data-testid="stCaptionContainer"]')) {
@@ -231,13 +228,15 @@ class PageState:
         return shown, tuple(sorted(self.metrics.items())), self.signature
 
     def metric(self, prefix: str) -> float | None:
-        """The value of the first metric whose label starts with `prefix` (None: n/a)."""
+        """The value of the first metric whose label starts with `prefix` (None: n/a): a
+        zero gap '0 (|P - D| < ...)' is 0, '41.42 % of D' is 0.4142."""
         for label, value in self.metrics.items():
             if label.startswith(prefix):
-                try:
-                    return float(value)
-                except ValueError:
+                match = re.match(r"\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)", value)
+                if match is None:
                     return None
+                number = float(match.group(1))
+                return number / 100 if "%" in value else number
         return None
 
 

@@ -27,23 +27,63 @@ def test_thin_keeps_the_ends_and_the_limit():
     assert thin(points[:10], 400) == points[:10]
 
 
-def test_objective_figure_has_a_curve_per_restart_and_labelled_bounds():
+def test_objective_figure_has_the_series_of_every_restart_and_labelled_bounds():
     fig = objective_figure(snaps(), dual=4.0, closed_primal=5.0).to_dict()
-    top = [t for t in fig["data"] if t.get("yaxis", "y") == "y"]
-    bottom = [t for t in fig["data"] if t.get("yaxis") == "y2"]
-    assert [t["name"] for t in top] == ["restart 1", "restart 2"]
-    assert len(bottom) == 2
+    solid = [t for t in fig["data"] if t["meta"]["series"] == "feasible"]
+    excess = [t for t in fig["data"] if t.get("yaxis") == "y2"]
+    assert [t["name"] for t in solid] == ["restart 1", "restart 2"]
+    assert len(excess) == 2 and len(fig["data"]) == 6  # squared loss: no residual panel
     assert all(len(t["x"]) <= MAX_POINTS_PER_TRACE for t in fig["data"])
-    assert fig["layout"]["yaxis2"]["type"] == "log"
-    assert bottom[0]["y"][-1] == pytest.approx(1.0 + 1.0 / 1000)  # P - D
+    assert fig["layout"]["yaxis2"]["type"] == "log" and fig["layout"]["yaxis2"]["dtick"] == 1
+    assert excess[0]["y"][-1] == pytest.approx(1.0 + 1.0 / 1000)  # P - D
     labels = [a["text"] for a in fig["layout"]["annotations"]]
-    assert labels == ["D = 4.0000", "theory P* = 5.0000"]
+    assert labels == ["D = 4 (lower bound on P)", "theory P* = 5"]
     assert [s["y0"] for s in fig["layout"]["shapes"]] == [4.0, 5.0]
+
+
+def interpolation_run(dual=4.0):
+    """An augmented-Lagrangian run: infeasible iterates far below D, then feasible ones."""
+    out = []
+    for i in range(40):
+        residual = 10.0 ** (-i / 4)  # feasible (<= 1e-6) from i = 24 on
+        objective = dual * (0.5 + 0.5 * i / 23) if i < 24 else dual + 1.0 / i
+        out.append(Snapshot(restart=0, iteration=i, objective=objective, loss=0.0,
+                            regularizer=objective, residual=residual, singular_values=[1.0],
+                            layer_singular_values=[[1.0]], elapsed=0.0, done=i == 39))
+    return out
+
+
+def test_no_feasible_curve_is_drawn_below_the_dual():
+    run = interpolation_run()
+    fig = objective_figure(run, dual=4.0, closed_primal=None, interpolation=True,
+                           floor=1e-9).to_dict()
+    by_series = {t["meta"]["series"]: t for t in fig["data"]}
+    solid = [y for y in by_series["feasible"]["y"] if y is not None]
+    assert solid and min(solid) >= 4.0  # every solid point is a feasible iterate
+    faded = [y for y in by_series["infeasible"]["y"] if y is not None]
+    assert min(faded) < 4.0 and by_series["infeasible"]["opacity"] < 0.5
+    # the faded stretch meets the solid one at the first feasible iterate
+    assert by_series["infeasible"]["x"][-2] == by_series["feasible"]["x"][24] == 24
+    excess = by_series["excess"]["y"]
+    assert all(e is None for e in excess[:24]) and all(e > 0 for e in excess[24:])
+    assert by_series["residual"]["yaxis"] == "y3" and fig["layout"]["yaxis3"]["type"] == "log"
+
+
+def test_streamed_batches_draw_what_one_drawing_draws():
+    from dualviz.plots import restart_series
+
+    run = interpolation_run()
+    whole = restart_series(run, 4.0, True, 1e-9)
+    first = restart_series(run[:20], 4.0, True, 1e-9)
+    rest = restart_series(run[20:], 4.0, True, 1e-9, before={0: run[19]})
+    for name, (x, y) in whole[0].items():
+        assert first[0][name][0] + rest[0][name][0] == x, name
+        assert first[0][name][1] + rest[0][name][1] == y, name
 
 
 def test_objective_figure_without_bounds_draws_only_the_curves():
     fig = objective_figure(snaps(1, 5), dual=None, closed_primal=None).to_dict()
-    assert len(fig["data"]) == 1
+    assert [t["meta"]["series"] for t in fig["data"]] == ["feasible", "infeasible"]
     assert not fig["layout"]["shapes"]
 
 
@@ -51,6 +91,10 @@ def test_spectrum_figures_show_each_series_present():
     fig = spectrum_figure([2.0, 1.0, 1e-14], [1.9, 1.1], None).to_dict()
     assert [t["name"] for t in fig["data"]] == ["target W*", "learned (live)"]
     assert fig["data"][0]["y"] == [2.0, 1.0]  # numerically zero values are left out
+    cut = spectrum_figure([2.6, 1.45, 0.9], None, [2.2, 0.0, 0.0], threshold=1.5).to_dict()
+    closed = next(t for t in cut["data"] if t["meta"]["role"] == "closed")
+    assert closed["x"] == [1, 2, 3] and closed["y"] == [2.2, 0.0, 0.0]  # cut values: zeros
+    assert cut["layout"]["shapes"][0]["y0"] == 1.5
     layers = layer_spectra_figure([[1.0, 0.5], [2.0]]).to_dict()
     assert [t["name"] for t in layers["data"]] == ["layer 1", "layer 2"]
 

@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from apptest_support import metric, open_page, run_until_done
+from apptest_support import metric, open_page, panel, run_until_done
 
 from dualviz.config import Experiment
 
@@ -19,7 +19,7 @@ def test_first_visit_shows_the_exact_two_layer_optimum_and_the_fitted_functions(
     optimum = metric(at, "Theory P*")
     assert metric(at, "D (convex") == pytest.approx(optimum, abs=1e-6)
     assert metric(at, "P (trained)") == pytest.approx(optimum, rel=1e-3)
-    assert len(at.get("plotly_chart")) == 2  # objective and fitted functions
+    assert [f["id"] for f in panel(at)["figures"]] == ["objective_figure", "fit_figure"]
     assert all("zero duality gap" in s.value for s in at.success) and len(at.success) == 2
 
 

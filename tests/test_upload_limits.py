@@ -216,17 +216,17 @@ def test_the_cli_refuses_a_fifo_instead_of_waiting_on_it(tmp_path):
 def test_streamlit_takes_no_larger_upload_than_the_app(monkeypatch):
     """Streamlit holds an upload in memory before the app sees it: its own limit is the
     app's, from the same variable."""
-    from dualviz.serve import streamlit_options
+    from dualviz.serve import streamlit_config
 
     monkeypatch.setenv("DUALVIZ_MAX_UPLOAD_MB", "7")
-    assert "--server.maxUploadSize=7" in streamlit_options(8501, "127.0.0.1")
+    assert streamlit_config(8501, "127.0.0.1")["server.maxUploadSize"] == 7
     monkeypatch.delenv("DUALVIZ_MAX_UPLOAD_MB")
-    assert f"--server.maxUploadSize={limits.upload_bytes() // 2**20}" in \
-        streamlit_options(8501, "127.0.0.1")
+    assert streamlit_config(8501, "127.0.0.1")["server.maxUploadSize"] == \
+        limits.upload_bytes() // 2**20
     config = (ROOT / ".streamlit" / "config.toml").read_text()
     assert f"maxUploadSize = {limits.upload_bytes() // 2**20}" in config
     assert 'address = "127.0.0.1"' in config
-    assert "--server.address=127.0.0.1" in streamlit_options(8501, "127.0.0.1")
+    assert streamlit_config(8501, "127.0.0.1")["server.address"] == "127.0.0.1"
 
 
 def test_uploads_over_the_cap_are_refused_by_size_first(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""A figure on a page with its PNG and SVG downloads (rendered only when clicked)."""
+"""Figures on a page with their PNG and SVG downloads (rendered only when clicked)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ from ..plots import IMAGE_FORMATS, image_bytes
 
 def chart(figure: go.Figure, key: str, where=st) -> None:
     where.plotly_chart(figure, key=key, config={"displaylogo": False})
+    downloads(figure, key, where=where)
+
+
+def downloads(figure: go.Figure, key: str, name: str = "", where=st) -> None:
+    """PNG and SVG of a figure, drawn by kaleido in a headless Chromium when clicked (a few
+    seconds: the help says so). name: which figure, where several share a row."""
     row = where.container(horizontal=True)
     for fmt in IMAGE_FORMATS:
         row.download_button(
-            fmt.upper(), data=lambda fmt=fmt: image_bytes(figure, fmt),
+            f"{fmt.upper()}: {name}" if name else fmt.upper(),
+            data=lambda fmt=fmt: image_bytes(figure, fmt),
             file_name=f"dualviz-{key}.{fmt}", mime=IMAGE_FORMATS[fmt], key=f"{key}_{fmt}",
             on_click="ignore", icon=":material/download:",
-            help=f"Download this figure as {fmt.upper()} (rendered when clicked).")
+            help=f"Download this figure as {fmt.upper()} (prepared when clicked: a few "
+                 "seconds).")

@@ -13,15 +13,17 @@ from .. import explain
 from ..config import SYNTHETIC, Experiment
 from ..data import DataError, Dataset, load_file
 from ..jobs import JobView
+from ..plots import PROJECTOR, SCREEN, FigureStyle
 from ..primal import Snapshot
 from ..runner import rerun_snippet, result_csv
-from ..store import StoreError
-from . import live, state
+from ..store import FINAL, StoreError
+from . import charts, live, state
+from .live_chart import Figure, Stream, live_panel
 
 # (experiment, its readout, its snapshots, its twin of the other architecture and the twin's
-# snapshots, the uploaded data set or None)
-MainPanels = Callable[[Experiment, explain.Readout, list[Snapshot], Experiment, list[Snapshot],
-                       Dataset | None], None]
+# snapshots, the uploaded data set or None, the figure style) -> the panel's figures
+Figures = Callable[[Experiment, explain.Readout, list[Snapshot], Experiment, list[Snapshot],
+                    Dataset | None, FigureStyle], list[Figure]]
 
 
 def fmt(value: float | None, digits: int = 6) -> str:
@@ -90,40 +92,66 @@ def show_failure(view: JobView, experiment: Experiment) -> None:
             st.rerun()
 
 
-def live_view(exp: Experiment, uploaded: Dataset | None, main_panels: MainPanels,
-              dual_name: str = "D (CVXPY)") -> None:
-    """Run `exp` and its other-architecture twin, and draw them live (4 times a second)."""
+def live_view(exp: Experiment, uploaded: Dataset | None, figures: Figures,
+              dual_name: str = "D (lower bound on P)",
+              notes: Callable[[Experiment, explain.Readout], None] | None = None) -> None:
+    """Run `exp` and its other-architecture twin and show them in the live panel: while the
+    jobs run the browser draws their streams (no rerun of this script); when they end, one
+    rerun draws the final result, the comparison and the exports."""
     live.store_guard()
     other_arch = "parallel" if exp.arch == "standard" else "standard"
     counterpart = exp.replace(arch=other_arch)[0]
     jobs = live.Jobs([exp, counterpart])
-    polling = jobs.polling
-
-    @st.fragment(run_every=live.POLL_SECONDS if polling else None)
-    def draw() -> None:
-        featured, other = jobs.current()
-        snaps = live.snapshots(featured)
-        now = explain.readout(exp, featured.record.bounds, featured.record.result, snaps)
-
-        st.caption(f"{exp.arch} net: {live.status_line(featured)} · {other_arch} net: "
-                   f"{live.status_line(other)} · experiment {exp.hash}")
-        if featured.status == "failed":
-            show_failure(featured, exp)
-        cols = st.columns(5)
-        cols[0].metric("P (trained" + (")" if now.final else ", so far)"), fmt(now.primal))
-        cols[1].metric(dual_name, fmt(now.dual), help=now.dual_label)
-        cols[2].metric("Gap P - D", fmt(now.gap))
-        cols[3].metric("Relative gap", fmt(now.relative_gap))
-        cols[4].metric("Theory P*", fmt(now.closed_primal),
-                       help="The optimal value theory gives for this net: a closed form, or "
-                            "the exact two-layer convex program; n/a where none exists.")
-        main_panels(exp, now, snaps, counterpart, live.snapshots(other), uploaded)
+    featured, other = jobs.current()
+    presenter = state.view_options(st.query_params.to_dict())[0]
+    style = PROJECTOR if presenter else SCREEN
+    (seq, snaps), (_, twin_snaps) = live.drawn(featured), live.drawn(other)
+    now = explain.readout(exp, featured.record.bounds, featured.record.result, snaps)
+    streams = [_stream(f"{e.arch} net", view, cursor)
+               for e, view, cursor in ((exp, featured, seq), (counterpart, other,
+                                                               live.drawn(other)[0]))]
+    shown = now.shown()
+    metrics = [{"key": "P", "label": shown["P_label"], "value": shown["P"],
+                "help": "The best feasible value training reached: an upper bound on this "
+                        "network's optimum."},
+               {"key": "D", "label": dual_name, "value": shown["D"], "help": now.dual_label},
+               {"key": "gap", "label": "Gap P - D", "value": shown["gap"],
+                "help": "Zero within the stated tolerance (the solvers' accuracy)."},
+               {"key": "relative", "label": "Relative gap", "value": shown["relative"]},
+               {"key": "closed", "label": "Theory P*", "value": shown["closed"],
+                "help": "The optimal value theory gives for this net: a closed form, or the "
+                        "exact two-layer convex program; n/a where none exists."}]
+    drawn = figures(exp, now, snaps, counterpart, twin_snaps, uploaded, style)
+    final = featured.status in FINAL and other.status in FINAL
+    version = "|".join(f"{v.record.hash}:{v.record.created}:{v.status in FINAL}:{v.status}"
+                       for v in (featured, other))
+    busy = any(v.status == "busy" for v in (featured, other))
+    live_panel("live", version, exp.hash, streams, metrics, drawn, presenter=presenter,
+               retry_after=live.BUSY_RETRY_SECONDS if busy else None, style=style)
+    row = st.container(horizontal=True)
+    for fig in drawn:
+        charts.downloads(fig.figure, fig.id, fig.id.removesuffix("_figure").replace("_", " "),
+                         where=row)
+    if notes is not None:
+        notes(exp, now)
+    if featured.status == "failed":
+        show_failure(featured, exp)
+    if final:
         comparison(exp, counterpart, featured, other)
-        share_and_export(exp, featured)
-        if polling and not (featured.active or other.active):
-            st.rerun()  # the jobs ended: one full redraw, then stop polling
+    else:
+        st.caption("The comparison of the two nets appears when both runs have finished.")
+    share_and_export(exp, featured)
 
-    draw()
+
+def _stream(label: str, view: JobView, cursor: int) -> Stream:
+    record = view.record
+    active = view.status in ("queued", "running")
+    url = (f"/api/jobs/{record.hash}/stream?after={cursor}&watcher={live.watcher_id()}"
+           if active else None)
+    took = None
+    if record.status == "done" and record.started and record.finished:
+        took = f"done in {record.finished - record.started:.1f} s"
+    return Stream(label, url, live.status_line(view), record.started, took)
 
 
 def share_url(exp: Experiment) -> str:

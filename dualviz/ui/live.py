@@ -6,6 +6,7 @@ on the page and the page keeps working; it never shows a traceback.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -15,15 +16,22 @@ from ..jobs import JobManager, JobView, busy_record
 from ..primal import Snapshot
 from ..store import StoreError
 
-POLL_SECONDS = 0.25  # the live view polls the store 4 times a second while a job runs
 BUSY_RETRY_SECONDS = 2.0  # a session refused for now asks again this often
 _SNAPSHOTS = "_dualviz_snapshots"
 
 
-@st.cache_resource(show_spinner=False)
+_manager: JobManager | None = None
+_manager_lock = threading.Lock()
+
+
 def manager() -> JobManager:
-    """One job manager per server process, shared by every session."""
-    return JobManager()
+    """One job manager per server process, shared by every session (and by the push
+    channel's routes, which start it with the server)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = JobManager()
+        return _manager
 
 
 def store_guard() -> None:
@@ -43,21 +51,28 @@ def watcher_id() -> str:
     return st.session_state["_dualviz_watcher"]
 
 
-def snapshots(view: JobView) -> list[Snapshot]:
-    """All snapshots of a job, reading only the new ones from the store on each call (what
-    was read stays when the store is busy)."""
+def drawn(view: JobView) -> tuple[int, list[Snapshot]]:
+    """(the last seq, every snapshot) of a job, reading only the new ones from the store on
+    each call (what was read stays when the store is busy): what the page draws, and where its
+    stream resumes."""
     cache = st.session_state.setdefault(_SNAPSHOTS, {})
     key = (view.record.hash, view.record.created)  # a rerun of the same hash starts afresh
     last_seq, seen = cache.get(key, (-1, []))
+    if view.status == "busy":
+        return last_seq, seen
     try:
         news = manager().store.snapshots(view.record.hash, after=last_seq)
     except StoreError:
-        return seen
+        return last_seq, seen
     if news:
         seen = seen + [s for _, s in news]
         last_seq = news[-1][0]
         cache[key] = (last_seq, seen)
-    return seen
+    return last_seq, seen
+
+
+def snapshots(view: JobView) -> list[Snapshot]:
+    return drawn(view)[1]
 
 
 class Jobs:

@@ -1,0 +1,262 @@
+"""Live runs pushed to browsers: one reader per running job, its batches fanned out to every
+session that watches it, each at its own pace.
+
+A :class:`Feed` reads its job's new snapshots from the store (one reader, however many sessions
+watch the job) and turns each batch into one Server-Sent Events message, built and encoded once:
+the points of every restart's series (dualviz.plots.restart_series), the last snapshot's
+vectors (learned spectrum, layer spectra, fitted function) and the readout (P, D, gap, status).
+Messages are kept in a bounded ring. A subscriber walks the ring from its own cursor (the last
+snapshot its page has drawn), so a slow browser receives every batch later rather than lagging
+the others, and a reloaded page resumes after what it drew, without duplicated points. When the
+job ends the feed sends the final state and closes every stream.
+
+Everything here is pure Python over the store: the ASGI routes (dualviz/ui/server.py) only move
+the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import explain
+from .config import Experiment
+from .plots import by_restart, objective_layout, restart_series, spectrum_points, thin
+from .primal import Snapshot
+from .store import FINAL, JobRecord, Store, StoreError
+
+POLL_SECONDS = 0.05  # how often a feed reads its job's news from the store
+RING = 1200  # messages a feed keeps (a minute of batches at 20 per second)
+STREAM_SECONDS = 30.0  # a stream ends by itself after this (the browser reconnects at once)
+PING_SECONDS = 10.0
+MAX_POINTS_PER_MESSAGE = 400  # per restart and series, thinned beyond
+MAX_SNAPSHOTS_PER_READ = 4000
+IDLE_SECONDS = 60.0  # a feed nobody subscribed to for this long is dropped
+TOUCH_SECONDS = 5.0  # a stream tells the job manager its session still watches this often
+
+
+def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    """One Server-Sent Events message (data is JSON without NaN: null instead)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    text = json.dumps(_finite(data), separators=(",", ":"))
+    return f"{head}event: {event}\ndata: {text}\n\n".encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+@dataclass
+class Feed:
+    """One job's stream: read from the store by one reader, walked by many subscribers.
+
+    messages: (first, last, bytes) per batch: the batch holds the snapshots first..last."""
+
+    job_hash: str
+    experiment: Experiment
+    seq: int = -1  # the last snapshot read
+    record: JobRecord | None = None
+    messages: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RING))
+    last: dict[int, Snapshot] = field(default_factory=dict)  # the last snapshot per restart
+    readout: explain.LiveReadout | None = None
+    state: bytes = b""  # status, bounds and readout: what a page shows besides the curves
+    version: int = 0  # increases with every change of `state`
+    subscribers: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def final(self) -> bool:
+        return self.record is not None and self.record.status in FINAL
+
+    @property
+    def interpolation(self) -> bool:
+        return self.experiment.objective == "interpolation"
+
+    def read(self, store: Store) -> bool:
+        """Read what is new (a thread's work: the store blocks); True if anything changed."""
+        record = store.job(self.job_hash)
+        if record is not None and self.record is not None and \
+                record.created != self.record.created:
+            self.seq, self.last, self.readout = -1, {}, None  # the hash asked again: a new job
+            self.messages.clear()
+        news = store.snapshots(self.job_hash, after=self.seq)[:MAX_SNAPSHOTS_PER_READ]
+        changed = bool(news) or record != self.record
+        self.record = record
+        if self.readout is None:
+            self.readout = explain.LiveReadout(self.experiment)
+        self.readout.bounds(record.bounds if record else None, record.result if record else None)
+        if news:
+            snapshots = [s for _, s in news]
+            self.readout.add(snapshots)
+            first, last = news[0][0], news[-1][0]
+            self.messages.append((first, last, sse("batch", self._batch(snapshots, self.last,
+                                                                        last), last)))
+            for snapshot in snapshots:
+                self.last[snapshot.restart] = snapshot
+            self.seq = last
+        if changed:
+            self.state = sse("end" if self.final else "state", self._state())
+            self.version += 1
+        return changed
+
+    def _batch(self, snapshots: list[Snapshot], before: dict[int, Snapshot],
+               seq: int) -> dict[str, Any]:
+        dual = self.readout.dual if self.readout else None
+        thinned = [s for group in by_restart(snapshots).values()
+                   for s in thin(group, MAX_POINTS_PER_MESSAGE)]
+        final = snapshots[-1]
+        return {"seq": seq,
+                "restarts": restart_series(thinned, dual, self.interpolation,
+                                           explain.excess_floor(dual), before),
+                "vectors": {"learned": spectrum_points(final.singular_values),
+                            "layers": final.layer_singular_values, "trained": final.probe},
+                "readout": self.readout.shown() if self.readout else {}}
+
+    def _state(self) -> dict[str, Any]:
+        record = self.record
+        levels = self.readout.levels() if self.readout else {}
+        shapes, notes = objective_layout(levels.get("dual"), levels.get("closed"),
+                                         str(levels.get("dual_label") or "D"))
+        took = None
+        if record is not None and record.started and record.finished:
+            took = record.finished - record.started
+        return {"job": self.job_hash, "seq": self.seq,
+                "status": None if record is None else record.status,
+                "error": None if record is None or not record.error
+                else record.error.splitlines()[0][:300],
+                "started": None if record is None else record.started, "took": took,
+                "final": self.final,
+                "readout": self.readout.shown() if self.readout else {},
+                "layout": {"shapes": shapes, "annotations": notes}}
+
+    def after(self, cursor: int) -> list[tuple[int, bytes]] | None:
+        """The messages of the snapshots after `cursor` (a page drew those up to it), or None
+        when the ring does not start exactly there (then the subscriber gets a catch-up)."""
+        if cursor >= self.seq:
+            return []
+        for index, (first, _, _) in enumerate(self.messages):
+            if first == cursor + 1:
+                return [(last, body) for _, last, body in list(self.messages)[index:]]
+        return None
+
+    def catch_up(self, store: Store, cursor: int) -> tuple[int, bytes] | None:
+        """One message with everything after `cursor`, thinned, read from the store (a
+        thread's work): for a subscriber the ring does not reach."""
+        news = store.snapshots(self.job_hash, after=cursor)
+        if not news:
+            return None
+        before = {}
+        drawn = store.snapshot(self.job_hash, cursor) if cursor >= 0 else None
+        if drawn is not None:
+            before[drawn.restart] = drawn
+        last = news[-1][0]
+        return last, sse("batch", self._batch([s for _, s in news], before, last), last)
+
+
+class Broadcaster:
+    """Every feed of this server; one task reads them all from the store.
+
+    touch(watcher): called while a subscriber streams, so the job manager knows its session
+    still watches (a closed tab stops touching, and its job is cancelled in time)."""
+
+    def __init__(self, store: Store, touch: Callable[[str], None] | None = None):
+        self.store = store
+        self.touch = touch or (lambda watcher: None)
+        self.feeds: dict[str, Feed] = {}
+        self._task: asyncio.Task | None = None
+        self.streams = 0  # open subscriber streams (for /api/stats and the tests)
+
+    def stats(self) -> dict[str, int]:
+        return {"streams": self.streams, "feeds": len(self.feeds),
+                "feeds_with_subscribers": sum(1 for f in self.feeds.values() if f.subscribers)}
+
+    async def feed(self, job_hash: str) -> Feed | None:
+        """The feed of a job stored here, created on first use; None for an unknown job."""
+        found = self.feeds.get(job_hash)
+        if found is not None:
+            return found
+        record = await asyncio.to_thread(self.store.job, job_hash)
+        if record is None:
+            return None
+        experiment, _ = Experiment.from_query(record.query)
+        found = self.feeds.setdefault(job_hash, Feed(job_hash, experiment))
+        await asyncio.to_thread(found.read, self.store)
+        self._ensure_reader()
+        return found
+
+    def _ensure_reader(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._read_all())
+
+    async def _read_all(self) -> None:
+        while self.feeds:
+            now = time.monotonic()
+            for job_hash, feed in list(self.feeds.items()):
+                if not feed.subscribers and now - feed.idle_since > IDLE_SECONDS:
+                    del self.feeds[job_hash]
+                    continue
+                if feed.final and not feed.subscribers:
+                    continue
+                try:
+                    changed = await asyncio.to_thread(feed.read, self.store)
+                except StoreError:
+                    continue  # busy or full: the next pass reads again
+                if changed:
+                    feed.changed.set()
+                    feed.changed = asyncio.Event()
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def subscribe(self, feed: Feed, cursor: int, watcher: str | None,
+                        is_disconnected: Callable[[], Any]) -> AsyncIterator[bytes]:
+        """The bytes of one subscriber's stream: its feed's state, then every batch after
+        `cursor` as they come, each followed by the state if it changed; it ends with the job
+        (an "end" event), after STREAM_SECONDS, or when the browser goes away."""
+        feed.subscribers += 1
+        self.streams += 1
+        started = last_touch = last_ping = time.monotonic()
+        sent_version = -1
+        try:
+            yield b"retry: 1000\n\n"
+            while True:
+                waiting = feed.changed
+                messages = feed.after(cursor)
+                if messages is None:
+                    caught = await asyncio.to_thread(feed.catch_up, self.store, cursor)
+                    messages = [caught] if caught else []
+                for seq, body in messages:
+                    yield body
+                    cursor = seq
+                if feed.version != sent_version:
+                    sent_version = feed.version
+                    yield feed.state
+                if feed.final and cursor >= feed.seq:
+                    return  # the state just sent was the "end" event
+                now = time.monotonic()
+                if watcher and now - last_touch > TOUCH_SECONDS:
+                    self.touch(watcher)
+                    last_touch = now
+                if now - started > STREAM_SECONDS or await is_disconnected():
+                    return
+                if now - last_ping > PING_SECONDS:
+                    yield b": ping\n\n"
+                    last_ping = now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiting.wait(), timeout=1.0)
+        finally:
+            feed.subscribers -= 1
+            self.streams -= 1
+            feed.idle_since = time.monotonic()

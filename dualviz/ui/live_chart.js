@@ -1,0 +1,240 @@
+// The live panel (dualviz/ui/live_chart.py): figures that grow from job streams.
+//
+// Python draws every figure (dualviz.plots) and names what a stream changes: objective traces
+// carry meta {restart, series} (extended with the stream's points), whole-vector traces meta
+// {role} (replaced). This module only routes stream batches to traces, at most once per
+// animation frame: a slow browser draws more points per redraw instead of falling behind.
+// Streamlit calls the default export again whenever `data` changes (same DOM, no cleanup in
+// between), so everything is kept on the root element and rebuilt only for a new version.
+
+function loadPlotly(src) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!window.__dvPlotly) {
+    window.__dvPlotly = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = reject;
+      document.head.appendChild(script);
+    });
+  }
+  return window.__dvPlotly;
+}
+
+const MAX_TRACE_POINTS = 3000;  // beyond, a trace keeps every other point (and its last)
+
+function statusText(stream) {
+  const s = stream.state;
+  if (!s || !s.status) return stream.initial || "starting";
+  const now = Date.now() / 1000;
+  switch (s.status) {
+    case "running": return `running for ${(now - (stream.started || now)).toFixed(1)} s`;
+    case "queued": return "queued: waiting for a free worker";
+    case "done": return stream.doneText || "done";
+    default: return `${s.status}: ${s.error || ""}`;
+  }
+}
+
+function renderCaption(root, data) {
+  const parts = data.streams.map((stream, i) => `${stream.label}: ${statusText(root.__dv.streams[i])}`);
+  root.querySelector(".dv-caption p").innerText = [...parts, `experiment ${data.experiment}`].join(" · ");
+}
+
+function renderMetrics(root, readout) {
+  for (const box of root.querySelectorAll(".dv-metric")) {
+    const key = box.dataset.key;
+    if (readout[key] !== undefined) box.querySelector(".dv-value").innerText = readout[key];
+    const labelKey = `${key}_label`;
+    if (readout[labelKey] !== undefined) box.querySelector(".dv-label").innerText = readout[labelKey];
+  }
+}
+
+function traceIndex(gd, match) {
+  return gd.data.findIndex((t) => t.meta && Object.entries(match).every(([k, v]) => t.meta[k] === v));
+}
+
+function queue(root, figureId, update) {
+  const dv = root.__dv;
+  const pending = dv.pending[figureId] || (dv.pending[figureId] = { extend: {}, replace: {} });
+  for (const [key, points] of Object.entries(update.extend || {})) {
+    const slot = pending.extend[key] || (pending.extend[key] = { match: points.match, x: [], y: [] });
+    slot.x.push(...points.x);
+    slot.y.push(...points.y);
+  }
+  Object.assign(pending.replace, update.replace || {});
+  if (!dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
+}
+
+function flush(root) {
+  const dv = root.__dv;
+  dv.frame = null;
+  for (const [figureId, pending] of Object.entries(dv.pending)) {
+    const spec = dv.figures[figureId];
+    const gd = spec && spec.gd;
+    if (!gd || !gd.data) continue;
+    const indices = [], xs = [], ys = [];
+    for (const slot of Object.values(pending.extend)) {
+      let index = traceIndex(gd, slot.match);
+      if (index < 0) {  // a restart that started after the page was drawn
+        const template = spec.templates[slot.match.series];
+        if (!template) continue;
+        const color = spec.colors[slot.match.restart % spec.colors.length];
+        const trace = JSON.parse(JSON.stringify(template));
+        trace.meta = { ...trace.meta, ...slot.match };
+        trace.line = { ...trace.line, color };
+        trace.legendgroup = String(slot.match.restart);
+        trace.name = trace.name.replace("{restart}", String(slot.match.restart + 1));
+        Plotly.addTraces(gd, trace);
+        index = gd.data.length - 1;
+      }
+      indices.push(index);
+      xs.push(slot.x);
+      ys.push(slot.y);
+    }
+    if (indices.length) Plotly.extendTraces(gd, { x: xs, y: ys }, indices);
+    for (const [role, value] of Object.entries(pending.replace)) {
+      const targets = gd.data.map((t, i) => [t, i]).filter(([t]) => t.meta && t.meta.role === role);
+      for (const [trace, index] of targets) {
+        const update = role === "layer" ? value[trace.meta.index] : value;
+        if (!update) continue;
+        if (trace.type === "heatmap") {
+          const [rows, cols] = trace.meta.shape;
+          const z = [];
+          for (let r = 0; r < rows; r++) z.push(update.slice(r * cols, (r + 1) * cols));
+          Plotly.restyle(gd, { z: [z] }, [index]);
+        } else if (Array.isArray(update)) {
+          Plotly.restyle(gd, { x: [update.map((_, i) => i + 1)], y: [update] }, [index]);
+        } else {
+          Plotly.restyle(gd, { x: [update.x || trace.x], y: [update.y] }, [index]);
+        }
+      }
+    }
+    for (let i = 0; i < gd.data.length; i++) {  // long runs: keep traces light
+      const t = gd.data[i];
+      if (t.x && t.x.length > MAX_TRACE_POINTS) {
+        const keep = (_, k, a) => k % 2 === 0 || k === a.length - 1;
+        Plotly.restyle(gd, { x: [t.x.filter(keep)], y: [t.y.filter(keep)] }, [i]);
+      }
+    }
+    dv.draws[figureId] = (dv.draws[figureId] || 0) + 1;
+    gd.dataset.draws = String(dv.draws[figureId]);
+  }
+  dv.pending = {};
+}
+
+function onBatch(root, streamIndex, batch) {
+  const dv = root.__dv;
+  for (const [figureId, spec] of Object.entries(dv.figures)) {
+    if (spec.stream !== streamIndex && !(spec.streams || []).includes(streamIndex)) continue;
+    const update = { extend: {}, replace: {} };
+    if (spec.role === "objective" || spec.role === "comparison") {
+      for (const [restart, series] of Object.entries(batch.restarts)) {
+        for (const [name, points] of Object.entries(series)) {
+          if (!spec.templates[name] || !points[0].length) continue;
+          const match = spec.role === "comparison"
+            ? { curve: spec.curves[streamIndex], restart: +restart, series: name }
+            : { restart: +restart, series: name };
+          update.extend[JSON.stringify(match)] = { match, x: points[0], y: points[1] };
+        }
+      }
+    }
+    const vectors = batch.vectors || {};
+    if (spec.role === "spectrum" && vectors.learned) update.replace.learned = vectors.learned;
+    if (spec.role === "layers" && vectors.layers) update.replace.layer = vectors.layers;
+    if (spec.role === "fit" && vectors.trained) update.replace.trained = vectors.trained;
+    queue(root, figureId, update);
+  }
+  if (streamIndex === dv.data.featured && batch.readout) renderMetrics(root, batch.readout);
+}
+
+function onState(root, streamIndex, state) {
+  const dv = root.__dv;
+  const stream = dv.streams[streamIndex];
+  stream.state = state;
+  if (state.started) stream.started = state.started;
+  if (state.status === "done" && state.took !== undefined) stream.doneText = `done in ${state.took.toFixed(1)} s`;
+  if (streamIndex === dv.data.featured) {
+    renderMetrics(root, state.readout || {});
+    const spec = dv.figures.objective;
+    if (spec && spec.gd && state.layout) {
+      const font = (spec.figure.layout.font || {}).size || 15;
+      const keep = (items, yref) => (spec.gd.layout[items] || []).filter((s) => s.yref !== yref);
+      const notes = state.layout.annotations.map((a) => ({ ...a, font: { ...a.font, size: font - 1 } }));
+      Plotly.relayout(spec.gd, { shapes: [...keep("shapes", "y"), ...state.layout.shapes],
+                                 annotations: [...keep("annotations", "y"), ...notes] });
+    }
+  }
+  renderCaption(root, dv.data);
+}
+
+function openStreams(root) {
+  const dv = root.__dv;
+  dv.data.streams.forEach((spec, i) => {
+    const stream = dv.streams[i];
+    if (!spec.url) return;
+    const source = new EventSource(spec.url);
+    stream.source = source;
+    source.addEventListener("batch", (ev) => onBatch(root, i, JSON.parse(ev.data)));
+    source.addEventListener("state", (ev) => onState(root, i, JSON.parse(ev.data)));
+    source.addEventListener("end", (ev) => {
+      onState(root, i, JSON.parse(ev.data));
+      source.close();
+      stream.ended = true;
+      if (dv.streams.every((s, k) => s.ended || !dv.data.streams[k].url)) {
+        dv.setTriggerValue("ended", dv.data.version);  // one rerun draws the final result
+      }
+    });
+  });
+}
+
+function closeStreams(root) {
+  for (const stream of (root.__dv && root.__dv.streams) || []) {
+    if (stream.source) stream.source.close();
+  }
+}
+
+export default function ({ data, parentElement, setTriggerValue }) {
+  const root = parentElement.querySelector(".dv-live");
+  if (root.__dv && root.__dv.data.version === data.version) return;  // same run: keep streaming
+  closeStreams(root);
+  if (root.__dv && root.__dv.clock) clearInterval(root.__dv.clock);
+  root.classList.toggle("dv-presenter", !!data.presenter);
+  root.__dv = { data, setTriggerValue, figures: {}, pending: {}, draws: {}, frame: null,
+                streams: data.streams.map((s) => ({ initial: s.status, started: s.started,
+                                                    doneText: s.done_text })) };
+  const metrics = root.querySelector(".dv-metrics");
+  metrics.innerHTML = "";
+  for (const m of data.metrics) {
+    const box = document.createElement("div");
+    box.className = "dv-metric";
+    box.dataset.key = m.key;
+    box.setAttribute("data-testid", "stMetric");
+    box.title = m.help || "";
+    box.innerHTML = '<div class="dv-label" data-testid="stMetricLabel"></div>' +
+                    '<div class="dv-value" data-testid="stMetricValue"></div>';
+    box.querySelector(".dv-label").innerText = m.label;
+    box.querySelector(".dv-value").innerText = m.value;
+    metrics.appendChild(box);
+  }
+  renderCaption(root, data);
+  const grid = root.querySelector(".dv-figures");
+  grid.innerHTML = "";
+  loadPlotly(data.plotly).then((Plotly) => {
+    if (root.__dv.data !== data) return;  // replaced meanwhile
+    for (const spec of data.figures) {
+      const cell = document.createElement("div");
+      cell.className = `dv-cell dv-span-${spec.span || 1}`;
+      const gd = document.createElement("div");
+      gd.className = `dv-figure dv-fig-${spec.id}`;
+      cell.appendChild(gd);
+      grid.appendChild(cell);
+      Plotly.newPlot(gd, spec.figure.data, spec.figure.layout,
+                     { displaylogo: false, responsive: true });
+      root.__dv.figures[spec.id] = { ...spec, gd };
+    }
+    openStreams(root);
+  });
+  root.__dv.clock = setInterval(() => renderCaption(root, data), 500);  // "running for ..."
+  if (data.retry_after) setTimeout(() => setTriggerValue("retry", Date.now()), data.retry_after * 1000);
+  return () => { closeStreams(root); clearInterval(root.__dv.clock); };
+}

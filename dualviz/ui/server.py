@@ -1,0 +1,110 @@
+"""The server: the pages (app.py and pages/) as Streamlit's ASGI app, with the routes they need.
+
+- ``GET /api/jobs/{hash}/stream?after=SEQ&watcher=ID``: a job's live run as Server-Sent Events
+  (dualviz.stream): every snapshot batch after SEQ, the status and readout, and an ``end``
+  event when the job ends. Only jobs stored on this server (an unknown hash is a 404); payloads
+  are bounded; no cross-origin access is granted (no CORS headers).
+- ``GET /vendor/plotly.min.js``: Plotly.js from the installed plotly package (the app loads
+  nothing from a CDN: it works on a lecture hall's Wi-Fi and offline).
+- ``GET /api/stats``: how many streams are open (the tests check that a closed tab's ends).
+
+Every response carries ``Content-Security-Policy: frame-ancestors 'self'`` and
+``X-Content-Type-Options: nosniff``: no other site can frame the pages. The job manager starts
+with the server, so its solvers are warm before the first visitor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import plotly
+import streamlit as st
+from starlette.middleware import Middleware
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..serve import app_script
+from ..stream import Broadcaster
+from . import live
+from .live_chart import PLOTLY_URL
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+_HASH = re.compile(r"[0-9a-f]{16}")
+_WATCHER = re.compile(r"[0-9a-f]{32}")
+_HEADERS = ((b"content-security-policy", b"frame-ancestors 'self'"),
+            (b"x-content-type-options", b"nosniff"))
+
+
+class SecurityHeaders:
+    """Adds _HEADERS to every HTTP response, Streamlit's own included (a pure ASGI middleware,
+    so event streams stay streams)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *(h for h in _HEADERS if h[0] not in present)]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+_broadcaster: Broadcaster | None = None
+
+
+def broadcaster() -> Broadcaster:
+    global _broadcaster
+    if _broadcaster is None:
+        manager = live.manager()
+        _broadcaster = Broadcaster(manager.store, manager.touch)
+    return _broadcaster
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app):
+    broadcaster()  # creates the job manager: its launcher warms up now, not on a first visit
+    yield
+
+
+async def _stream(request):
+    job = request.path_params["job"]
+    if not _HASH.fullmatch(job):
+        return Response("no such job", status_code=404)
+    feed = await broadcaster().feed(job)
+    if feed is None:
+        return Response("no such job", status_code=404)
+    after = -1
+    # the page's cursor, or (an EventSource reconnecting) the last batch it received
+    for text in (request.query_params.get("after", ""), request.headers.get("last-event-id", "")):
+        with contextlib.suppress(ValueError):
+            after = max(after, min(int(text), 2**62))
+    watcher = request.query_params.get("watcher", "")
+    watcher = watcher if _WATCHER.fullmatch(watcher) else None
+    body = broadcaster().subscribe(feed, after, watcher, request.is_disconnected)
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _plotly_js(request):
+    return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+async def _stats(request):
+    return JSONResponse(broadcaster().stats())
+
+
+def build_app() -> st.App:
+    return st.App(app_script(),
+                  routes=[Route("/api/jobs/{job}/stream", _stream), Route("/api/stats", _stats),
+                          Route(PLOTLY_URL, _plotly_js)],
+                  middleware=[Middleware(SecurityHeaders)], lifespan=_lifespan)
