@@ -319,6 +319,14 @@ def stored_jobs(db_path: Path) -> dict[str, str]:
         return dict(db.execute("SELECT hash, status FROM jobs"))
 
 
+def job_times(db_path: Path) -> dict[str, tuple[float, float]]:
+    """hash -> (started, finished) wall times of the stored jobs that finished."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as db:
+        rows = db.execute("SELECT hash, started, finished FROM jobs WHERE started IS NOT NULL "
+                          "AND finished IS NOT NULL").fetchall()
+    return {h: (a, b) for h, a, b in rows}
+
+
 def log_findings(log_path: Path) -> tuple[Counter[str], list[str]]:
     """(job starts per hash, troubling lines) of the server's log."""
     try:
@@ -354,6 +362,9 @@ class Session:
     console_errors: list[str] = field(default_factory=list)  # console.error messages
     http_errors: list[str] = field(default_factory=list)  # responses >= 400: "status url"
     stalls: int = 0  # websocket client: times the page stopped updating (STALL_SECONDS)
+    batches: int = 0  # websocket client: stream batches received
+    ended_s: float | None = None  # websocket client: every stream's end event received
+    stream_errors: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -460,136 +471,191 @@ async def run_session(browser: Any, session: Session, deadline: float,
 
 
 # -- sessions as the Streamlit protocol (no browser): what the server alone costs ------------
-def _figure_has_points(spec: str) -> bool:
+async def sse_events(base: str, url: str, after: int) -> Any:
+    """The (event, data, id) of one Server-Sent Events response, read with asyncio streams
+    (HTTP/1.1, chunked), as a browser's EventSource does; ends with the response."""
+    parts = urlsplit(base)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
-        figure = json.loads(spec)
-    except ValueError:
-        return False
-    return any(len(trace.get("x") or []) > 0 for trace in figure.get("data") or [])
+        target = urlsplit(url)
+        path = f"{target.path}?{target.query}" if target.query else target.path
+        writer.write((f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                      f"Accept: text/event-stream\r\nLast-Event-ID: {after}\r\n"
+                      "Connection: close\r\n\r\n").encode())
+        await writer.drain()
+        status = await reader.readline()
+        if b" 200 " not in status:
+            raise RuntimeError(f"stream answered {status.decode().strip()}")
+        while (await reader.readline()).strip():
+            pass  # the headers (the body is chunked: uvicorn streams)
+        buffer = b""
+        while True:
+            size = int((await reader.readline()).strip() or b"0", 16)
+            if size == 0:
+                return
+            buffer += await reader.readexactly(size)
+            await reader.readexactly(2)
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                fields: dict[str, str] = {}
+                for line in block.decode().splitlines():
+                    if line.startswith(":") or ":" not in line:
+                        continue
+                    key, value = line.split(":", 1)
+                    fields[key] = value.lstrip(" ")
+                if "event" in fields:
+                    yield fields["event"], json.loads(fields.get("data") or "{}"), \
+                        int(fields["id"]) if "id" in fields else None
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def follow_stream(session: Session, base: str, url: str, cursor: int,
+                        ended: dict[str, dict]) -> None:
+    """Follow one job's stream to its end, reconnecting after each 30 s stream as
+    EventSource does (from the last batch received): the push channel as the page uses it."""
+    job = url.split("/api/jobs/")[1].split("/")[0]
+    while time.time() - session.started_wall < 3600:
+        try:
+            async for event, data, event_id in sse_events(base, url, cursor):
+                now = time.time() - session.started_wall
+                if event == "batch":
+                    cursor = event_id if event_id is not None else cursor
+                    session.batches += 1
+                    if session.first_point_s is None and any(
+                            any(y is not None for y in series["feasible"][1])
+                            for series in data["restarts"].values()):
+                        session.first_point_s = now
+                elif event == "end":
+                    ended[job] = {**data, "at": now}
+                    return
+        except (OSError, RuntimeError, asyncio.IncompleteReadError) as exc:
+            session.stream_errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            await asyncio.sleep(1.0)
 
 
 async def run_session_ws(session: Session, deadline: float) -> Session:
     """One session spoken over Streamlit's own websocket protocol, as its frontend does: a
-    rerun request with the link's query, the fragment's timed reruns (AutoRerun), the query
-    the page writes (PageInfo) kept for later requests. Elements are read from the deltas:
-    the first Plotly chart, the first one with points, the status caption, the P metric.
+    rerun request with the link's query, then, as the live panel does, one Server-Sent Events
+    stream per job it shows, followed to the end; then one rerun for the final drawing. The
+    panel's data is read from the deltas (its figures, streams, status line and numbers).
 
-    This measures the server: on a 2-core machine, 20 chromium pages spend the cores on
-    drawing (software rendering) and starve the server and its jobs."""
+    This measures the server: on a 2-core machine, chromium pages spend the cores on drawing
+    (software rendering) and starve the server and its jobs."""
     parts = urlsplit(session.url)
     base = f"{parts.scheme}://{parts.netloc}"
     page_name = parts.path.strip("/")
     query = parts.query
-    timers: dict[tuple[str, float], asyncio.Task] = {}  # (fragment, interval) -> its timer
     session.started_wall = time.time()
+    followers: dict[str, asyncio.Task] = {}
+    ended: dict[str, dict] = {}
 
-    def request(fragment: str = "") -> bytes:
+    def request() -> bytes:
         message = BackMsg()
         message.rerun_script.query_string = query
         message.rerun_script.page_name = page_name
-        if fragment:
-            message.rerun_script.fragment_id = fragment
-            message.rerun_script.is_auto_rerun = True
         return message.SerializeToString()
-
-    async def tick(ws: Any, fragment: str, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            await ws.send(request(fragment))
 
     try:
         async with websockets.connect(base.replace("http", "ws", 1) + "/_stcore/stream",
                                       subprotocols=["streamlit"], origin=base,
                                       max_size=2**27) as ws:
             await ws.send(request())
-            p_label_value: str | None = None
-            heard = time.monotonic()
+            asked_final = False
+            retry_at = None
             while time.monotonic() < deadline and not session.finished:
+                if followers and len(ended) == len(followers) and not asked_final:
+                    asked_final = True  # every stream ended: the panel asks for one rerun
+                    session.ended_s = max(e["at"] for e in ended.values())
+                    await ws.send(request())
+                if retry_at is not None and time.monotonic() > retry_at:
+                    retry_at = None  # the panel's retry while a job could not be had
+                    await ws.send(request())
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), 1.0)
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
                 except TimeoutError:
-                    if time.monotonic() - heard > STALL_SECONDS:
-                        # Nothing for a while, unfinished: the page stopped updating (see
-                        # STALL_SECONDS). Ask for a full run, as a visitor reloading would.
-                        session.stalls += 1
-                        heard = time.monotonic()
-                        await ws.send(request())
                     continue
-                heard = time.monotonic()
                 message = ForwardMsg()
                 message.ParseFromString(raw)
                 kind = message.WhichOneof("type")
                 now = time.time() - session.started_wall
-                if kind == "new_session" and not message.metadata.run.fragment_ids:
-                    for timer in timers.values():  # a full run: as the frontend, drop the
-                        timer.cancel()  # timers; the run asks again for those it keeps
-                    timers = {}
-                elif kind == "auto_rerun":
-                    key = (message.auto_rerun.fragment_id, message.auto_rerun.interval)
-                    if key not in timers:
-                        for fragment, _ in [k for k in timers if k[0] == key[0]]:
-                            timers.pop((fragment, _)).cancel()
-                        timers[key] = asyncio.create_task(tick(ws, *key))
-                elif kind == "stop_auto_rerun":
-                    for key in [k for k in timers if k[0] in message.stop_auto_rerun.fragment_ids]:
-                        timers.pop(key).cancel()
-                elif kind == "page_info_changed":
+                if kind == "page_info_changed":
                     query = message.page_info_changed.query_string
                     session.queries.append([now * 1000, "?" + query])
                 elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
                     element = message.delta.new_element
                     which = element.WhichOneof("type")
-                    if which == "plotly_chart":
-                        if session.first_figure_s is None:
-                            session.first_figure_s = now
-                        if session.first_point_s is None and \
-                                _figure_has_points(element.plotly_chart.spec):
-                            session.first_point_s = now
-                    elif which == "metric" and element.metric.label == "P (trained)":
-                        p_label_value = element.metric.body
-                    elif which == "exception":
+                    if which == "exception":
                         session.exceptions.append(element.exception.message[:300])
-                    elif which == "markdown" and " · experiment " in element.markdown.body:
-                        session.caption = element.markdown.body
+                    elif which == "bidi_component" and \
+                            element.bidi_component.component_name.endswith("dualviz_live"):
+                        data = json.loads(element.bidi_component.json)
+                        if session.first_figure_s is None and data["figures"]:
+                            session.first_figure_s = now
+                        if session.first_point_s is None and any(
+                                any(y is not None for t in f["figure"]["data"]
+                                    if (t.get("meta") or {}).get("series") == "feasible"
+                                    for y in t.get("y") or [])
+                                for f in data["figures"]):
+                            session.first_point_s = now
+                        session.caption = " · ".join(
+                            [f"{s['label']}: {s['status']}" for s in data["streams"]]
+                            + [f"experiment {data['experiment']}"])
                         caption = parse_caption(session.caption)
-                        if caption is None:
-                            continue
-                        session.shown_hash = caption.hash
-                        if caption.hash not in session.hashes:
-                            session.hashes.append(caption.hash)
-                        if "waiting:" in session.caption and not session.waiting_seen:
-                            session.waiting_seen, session.waiting_at_s = True, now
-                        if caption.status.startswith("failed") or \
-                                caption.other_status.startswith("failed"):
-                            session.failed = f"a job failed: {session.caption}"
-                            break
-                        p_label_value = None  # the metrics of this run follow the caption
-                elif kind == "script_finished" and session.caption:
-                    caption = parse_caption(session.caption)
-                    if caption and caption.done and caption.other_status.startswith("done") \
-                            and p_label_value is not None:
-                        if caption.hash != session.expected_hash:
-                            session.failed = (f"the page ended on experiment {caption.hash}, "
-                                              f"not the {session.expected_hash} its link "
-                                              "asked for")
-                            break
-                        session.p_value, session.final_s = p_label_value, now
+                        if caption is not None:
+                            session.shown_hash = caption.hash
+                            if caption.hash not in session.hashes:
+                                session.hashes.append(caption.hash)
+                            if "waiting:" in session.caption and not session.waiting_seen:
+                                session.waiting_seen, session.waiting_at_s = True, now
+                            if caption.status.startswith("failed") or \
+                                    caption.other_status.startswith("failed"):
+                                session.failed = f"a job failed: {session.caption}"
+                                break
+                        if data.get("retry_after"):
+                            retry_at = time.monotonic() + data["retry_after"]
+                        for stream in data["streams"]:
+                            url = stream["url"]
+                            if url and url not in followers:
+                                cursor = int(urlsplit(url).query.split("after=")[1]
+                                             .split("&")[0])
+                                followers[url] = asyncio.create_task(
+                                    follow_stream(session, base, base + url, cursor, ended))
+                        if caption and caption.done and caption.other_status.startswith(
+                                "done") and not any(s["url"] for s in data["streams"]):
+                            if caption.hash != session.expected_hash:
+                                session.failed = (f"the page ended on experiment "
+                                                  f"{caption.hash}, not the "
+                                                  f"{session.expected_hash} its link asked for")
+                                break
+                            p = next(m["value"] for m in data["metrics"] if m["key"] == "P")
+                            session.p_value = p
+                            session.final_s = session.ended_s if session.ended_s is not None \
+                                else now
     except Exception as exc:  # a refused or dropped connection is a result, not a crash
         session.failed = f"websocket: {type(exc).__name__}: {exc}".splitlines()[0][:300]
     finally:
-        for timer in timers.values():
-            timer.cancel()
+        for task in followers.values():
+            task.cancel()
     return session
 
 
-async def run_sessions(urls: list[tuple[str, str]], timeout: float,
-                       client: str = "ws") -> tuple[list[Session], float]:
+async def run_sessions(urls: list[tuple[str, str]], timeout: float, client: str = "ws",
+                       arrival: float = 0.0) -> tuple[list[Session], float]:
     """Open every (URL, expected hash) at once, each its own session (a websocket client, or
     a browser context); (sessions, wall time they took)."""
     sessions = [Session(i, url, expected) for i, (url, expected) in enumerate(urls, 1)]
     if client == "ws":
         started = time.monotonic()
-        await asyncio.gather(*(run_session_ws(s, started + timeout) for s in sessions))
+
+        async def arrive(session: Session, delay: float) -> Session:
+            await asyncio.sleep(delay)
+            return await run_session_ws(session, started + timeout)
+
+        await asyncio.gather(*(arrive(s, arrival * i / max(len(sessions), 1))
+                               for i, s in enumerate(sessions)))
         return sessions, time.monotonic() - started
     contexts: list[Any] = []
     async with async_playwright() as playwright:
@@ -615,6 +681,13 @@ def explorer_preset() -> tuple[str, dict[str, str]]:
     return "/" + Path(preset.page).stem.split("_", 1)[1], dict(preset.query)
 
 
+def pair_of(featured: str, outcome: Outcome) -> list[str]:
+    """The expected pair (experiment, twin) whose experiment is `featured`."""
+    return [h for h in outcome.expected if h == featured] + [
+        h for h in outcome.expected if h != featured][:1] if outcome.scenario == "same" \
+        else [featured]
+
+
 def pair_hashes(query: dict[str, str]) -> list[str]:
     """The hashes the explorer computes for this query: the experiment and its twin."""
     exp = Experiment.from_values(query)[0]
@@ -633,6 +706,7 @@ class Outcome:
     peaks: Peaks
     trouble: list[str]
     failures: list[str] = field(default_factory=list)  # violated expectations
+    durations: dict[str, tuple[float, float]] = field(default_factory=dict)  # hash: (start, end)
 
     @property
     def finished(self) -> list[Session]:
@@ -647,7 +721,8 @@ class Outcome:
 
 
 def run_scenario(name: str, queries: list[dict[str, str]], path: str, env: dict[str, str],
-                 timeout: float, keep: bool, client: str = "ws") -> Outcome:
+                 timeout: float, keep: bool, client: str = "ws",
+                 arrival: float = 0.0) -> Outcome:
     data_dir = Path(tempfile.mkdtemp(prefix=f"dualviz-load-{name}-"))
     log_path = data_dir / "streamlit.log"
     db_path = data_dir / "dualviz.sqlite3"
@@ -661,16 +736,18 @@ def run_scenario(name: str, queries: list[dict[str, str]], path: str, env: dict[
                   f"(pid {server.process.pid}, data {data_dir})", flush=True)
             urls = [(f"{server.url}{path}?{urlencode(q)}", pair_hashes(q)[0]) for q in queries]
             with Sampler(server.process.pid, db_path) as sampler:
-                sessions, took = asyncio.run(run_sessions(urls, timeout, client))
+                sessions, took = asyncio.run(run_sessions(urls, timeout, client, arrival))
                 time.sleep(MEMORY_EVERY * 2)  # one more sample after the last session
         starts, trouble = log_findings(log_path)
         stored = stored_jobs(db_path)
+        durations = job_times(db_path)
     finally:
         if keep:
             print(f"kept the server's data and log in {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
-    return Outcome(name, sessions, took, expected, starts, stored, sampler.peaks, trouble)
+    return Outcome(name, sessions, took, expected, starts, stored, sampler.peaks, trouble,
+                   durations=durations)
 
 
 def check(outcome: Outcome, max_jobs: int, max_queued: int | None) -> None:
@@ -783,6 +860,17 @@ def report(outcome: Outcome) -> None:
     print(f"time to first figure:           {spread([x.first_figure_s for x in s])}")
     print(f"time to first plotted point:    {spread([x.first_point_s for x in s])}")
     print(f"time to final result:           {spread([x.final_s for x in s])}")
+    late = []
+    for x in outcome.finished:  # the final result after the session's later job ended
+        ends = [outcome.durations[h][1] for h in pair_of(x.expected_hash, outcome)
+                if h in outcome.durations]
+        if ends and x.final_s is not None:
+            late.append(x.started_wall + x.final_s - max(ends))
+    jobs = [b - a for a, b in outcome.durations.values()]
+    print(f"job durations (store):          {spread(jobs)}")
+    print(f"final result after its jobs:    {spread(late)}")
+    print(f"stream batches received:        {sum(x.batches for x in s)} "
+          f"({len([x for x in s if x.stream_errors])} sessions had stream errors)")
     print(f"all sessions done after:        {fmt(outcome.last_done_s())} s"
           + ("" if len(outcome.finished) == len(s) else
              f" (only {len(outcome.finished)} finished; gave up after {outcome.took_s:.0f} s)"))
@@ -853,6 +941,8 @@ def main() -> None:
                         help="DUALVIZ_MAX_QUEUED in the 'different' scenario (default 10)")
     parser.add_argument("--keep", action="store_true",
                         help="keep each scenario's data directory and server log")
+    parser.add_argument("--arrival", type=float, default=0.0,
+                        help="seconds over which the sessions arrive (default 0: all at once)")
     parser.add_argument("--client", choices=("ws", "browser"), default="ws",
                         help="ws: Streamlit's websocket protocol, no rendering (default: it "
                              "measures the server); browser: chromium contexts")
@@ -868,7 +958,7 @@ def main() -> None:
     if args.scenario in ("same", "both"):
         env = {"DUALVIZ_MAX_JOBS": str(args.max_jobs)}
         outcome = run_scenario("same", [query] * args.sessions, path, env, args.timeout,
-                               args.keep, args.client)
+                               args.keep, args.client, args.arrival)
         check(outcome, args.max_jobs, None)
         report(outcome)
         outcomes.append(outcome)
@@ -878,7 +968,7 @@ def main() -> None:
         queries = [{**query, "seed": str(i), **DIFFERENT_RUN}
                    for i in range(1, args.sessions + 1)]
         outcome = run_scenario("different", queries, path, env, args.timeout, args.keep,
-                               args.client)
+                               args.client, args.arrival)
         check(outcome, args.max_jobs, args.max_queued)
         report(outcome)
         outcomes.append(outcome)

@@ -180,9 +180,10 @@ class Broadcaster:
         self._task: asyncio.Task | None = None
         self.streams = 0  # open subscriber streams (for /api/stats and the tests)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         return {"streams": self.streams, "feeds": len(self.feeds),
-                "feeds_with_subscribers": sum(1 for f in self.feeds.values() if f.subscribers)}
+                "subscribers": {h: f.subscribers for h, f in self.feeds.items()
+                                if f.subscribers}}
 
     async def feed(self, job_hash: str) -> Feed | None:
         """The feed of a job stored here, created on first use; None for an unknown job."""

@@ -1,6 +1,6 @@
 """Presenter mode and controls hidden by a link (present=1, hide=...)."""
 
-from apptest_support import open_page
+from apptest_support import open_page, panel
 
 from dualviz.ui.state import view_options
 
@@ -29,10 +29,13 @@ def test_presenter_link_hides_solver_and_chosen_controls_and_keeps_their_values(
     assert "Width" in shown or "Branches" in shown  # the rest is still there
     assert at.query_params["present"] == "1" and at.query_params["hide"] == "depth,target-rank"
     assert at.query_params["depth"] == "4" and at.query_params["target-rank"] == "3"
-    assert any("zoom: 1.25" in m.value for m in at.markdown)
+    assert any("font-size: 125%" in m.value for m in at.markdown)  # larger, never zoomed
+    assert not any("zoom" in m.value for m in at.markdown)
+    assert panel(at)["presenter"] is True  # the live panel draws for a projector too
 
 
 def test_without_present_every_control_is_shown():
     at = open_page(PAGE, "iterations=50&restarts=1")
     assert {"Depth L", "rank(W*)", "Optimizer"} <= labels(at)
-    assert not any("zoom" in m.value for m in at.markdown)
+    assert not any("font-size: 125%" in m.value for m in at.markdown)
+    assert panel(at)["presenter"] is False

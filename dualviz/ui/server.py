@@ -16,6 +16,7 @@ with the server, so its solvers are warm before the first visitor.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 from pathlib import Path
 
@@ -69,8 +70,17 @@ def broadcaster() -> Broadcaster:
     return _broadcaster
 
 
+# Imported once at start: sessions arriving together would otherwise import them in several
+# script threads at once, and a module half imported by one thread fails in another (seen
+# with pandas under 4 simultaneous sessions).
+_WARM_IMPORTS = ("pandas", "pyarrow", "plotly.graph_objects", "numpy", "scipy.linalg")
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app):
+    for name in _WARM_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     broadcaster()  # creates the job manager: its launcher warms up now, not on a first visit
     yield
 

@@ -28,9 +28,11 @@ GROUP_TITLES = {"network": "Network", "regularization": "Objective and regulariz
 
 
 VIEW_KEYS = ("present", "hide")  # how the page looks, not what it computes
-# Presenter mode: everything in the main area a quarter larger (text and figures alike).
-_PRESENTER_CSS = ("<style>section.main .block-container, [data-testid='stMainBlockContainer'] "
-                  "{zoom: 1.25; max-width: 100%;}</style>")
+# Presenter mode: text a quarter larger through the root font size (Streamlit sizes in rem),
+# the main area as wide as the screen; the figures are drawn larger by plots.PROJECTOR.
+# Not a CSS zoom: that cut Plotly's labels and axes.
+_PRESENTER_CSS = ("<style>html {font-size: 125%;} [data-testid='stMainBlockContainer'] "
+                  "{max-width: 100%;}</style>")
 
 
 def view_options(params: Mapping[str, str]) -> tuple[bool, set[str], list[str]]:

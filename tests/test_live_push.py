@@ -1,0 +1,186 @@
+"""The push channel in a real browser: a live run grows in the browser from its stream, a reload
+reattaches, two tabs see the same run, a closed tab's stream ends on the server, and presenter
+mode fits a projector. A real server (python -m dualviz serve), Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from browser_support import (
+    CHROMIUM,
+    VIEWPORT,
+    explorer_url,
+    recorded,
+    start_recording,
+    wait_for_state,
+)
+
+from dualviz.config import Experiment
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")
+
+# Several seconds of training with three restarts (a standard net, so the run has a gap).
+RUN = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
+                 restarts=3, depth=3)
+# One that keeps running until cancelled.
+ENDLESS = Experiment(n=400, d=60, k=10, x_rank=40, target_rank=5, width=64, iterations=20000,
+                     restarts=20, depth=4, seed=3)
+
+FIGURE_DATA_JS = """() => {
+  const gd = document.querySelector('.dv-fig-objective_figure');
+  if (!gd || !gd.data) return null;
+  return gd.data.map(t => ({meta: t.meta, x: t.x, y: t.y}));
+}"""
+
+
+def running(exp):
+    return lambda s: (s.caption is not None and s.caption.hash == exp.hash
+                      and s.caption.status.startswith("running"))
+
+
+def done(exp):
+    return lambda s: (s.caption is not None and s.caption.hash == exp.hash
+                      and s.caption.done and s.caption.other_status.startswith("done"))
+
+
+def stats(server) -> dict:
+    with urllib.request.urlopen(f"{server.url}/api/stats", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def solid_points(tab) -> dict[int, list[tuple[float, float]]]:
+    """The drawn (iteration, objective) points of each restart's solid trace."""
+    out = {}
+    for trace in tab.evaluate(FIGURE_DATA_JS) or []:
+        if trace["meta"] and trace["meta"].get("series") == "feasible":
+            out[trace["meta"]["restart"]] = [(x, y) for x, y in zip(trace["x"], trace["y"],
+                                                                     strict=True)
+                                             if y is not None]
+    return out
+
+
+def test_the_curve_grows_in_the_browser_while_the_job_runs(server, page):
+    tab, dialogs = page
+    tab.goto(explorer_url(server.url, RUN.to_query()))
+    wait_for_state(tab, lambda s: s.caption is not None and s.caption.hash == RUN.hash, 120,
+                   what="the panel")
+    start_recording(tab)
+    wait_for_state(tab, done(RUN), 240, what="both runs done")
+    log = recorded(tab)["log"]
+    paints = [e for e in log if e["figureChanged"] and e["points"] > 0
+              and e["caption"] and "running" in e["caption"].split(" · ")[0]]
+    assert len(paints) >= 10, f"{len(paints)} paints while running; log {log[:5]}"
+    points = [e["points"] for e in paints]
+    assert points == sorted(points) and points[-1] > points[0]  # it grew, it never shrank
+    assert not dialogs
+
+
+def test_a_reload_mid_run_reattaches_without_duplicated_points(server, page):
+    tab, _ = page
+    exp = RUN.replace(seed=11)[0]
+    tab.goto(explorer_url(server.url, exp.to_query()))
+    wait_for_state(tab, lambda s: running(exp)(s) and s.points > 3, 120, what="points drawn")
+    tab.reload()
+    wait_for_state(tab, lambda s: running(exp)(s) and s.points > 0, 60,
+                   what="reattached to the running job")
+    time.sleep(1.5)  # the stream adds to what the reloaded page drew
+    for restart, points in solid_points(tab).items():
+        iterations = [x for x, _ in points]
+        assert iterations == sorted(set(iterations)), (restart, iterations)
+
+
+def test_two_tabs_on_one_experiment_see_the_same_points(server, browser):
+    exp = RUN.replace(seed=12)[0]
+    contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(2)]
+    try:
+        tabs = [context.new_page() for context in contexts]
+        for tab in tabs:
+            tab.goto(explorer_url(server.url, exp.to_query()))
+        for tab in tabs:
+            wait_for_state(tab, lambda s: running(exp)(s) and s.points > 3, 120,
+                           what="points streaming in both tabs")
+        # Streamed, not redrawn from the store: what both browsers drew while it runs.
+        a, b = (solid_points(tab) for tab in tabs)
+        shared = [r for r in set(a) & set(b) if a[r] and b[r]]
+        assert shared
+        for restart in shared:
+            common = min(len(a[restart]), len(b[restart]))
+            assert a[restart][:common] == b[restart][:common]
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_closing_a_tab_ends_its_stream_on_the_server(server, browser):
+    hashes = {ENDLESS.hash, ENDLESS.replace(arch="parallel")[0].hash}
+
+    def subscribed() -> int:
+        return sum(n for h, n in stats(server)["subscribers"].items() if h in hashes)
+
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        tab = context.new_page()
+        tab.goto(explorer_url(server.url, ENDLESS.to_query()))
+        wait_for_state(tab, running(ENDLESS), 120, what="the endless run streaming")
+        deadline = time.monotonic() + 10
+        while subscribed() < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert subscribed() == 2  # the run and its twin, one stream each
+    finally:
+        context.close()
+    deadline = time.monotonic() + 15
+    while subscribed() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert subscribed() == 0
+
+
+def test_the_stream_serves_only_jobs_stored_here(server):
+    for path in ("/api/jobs/0123456789abcdef/stream", "/api/jobs/..%2F..%2Fetc/stream",
+                 "/api/jobs/<script>/stream"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(server.url + path, timeout=5)
+        assert info.value.code in (400, 404), path  # refused: not a job of this server
+    with urllib.request.urlopen(server.url + "/", timeout=5) as response:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+    assert headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "access-control-allow-origin" not in headers
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)])
+def test_presenter_mode_fits_a_projector(server, browser, size, tmp_path):
+    """Every figure's labels inside its box, text large enough, nothing cut (look at the
+    screenshots: DUALVIZ_SCREENSHOT_DIR keeps them)."""
+    exp = Experiment(depth=3, target_rank=2, iterations=150, restarts=1)
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    tab = context.new_page()
+    tab.goto(explorer_url(server.url, exp.to_query() + "&present=1"))
+    wait_for_state(tab, done(exp), 180, what="the preset run done")
+    tab.wait_for_timeout(1500)  # the final drawing
+    report = tab.evaluate("""() => [...document.querySelectorAll('.dv-figure')].map(gd => {
+      const box = gd.getBoundingClientRect();
+      const texts = [...gd.querySelectorAll('text')].filter(t => (t.textContent || '').trim());
+      const outside = texts.filter(t => { const r = t.getBoundingClientRect();
+        return r.width > 0 && (r.left < box.left - 1 || r.right > box.right + 1 ||
+                               r.top < box.top - 1 || r.bottom > box.bottom + 1); })
+        .map(t => t.textContent);
+      const sizes = texts.map(t => parseFloat(getComputedStyle(t).fontSize));
+      return {id: gd.className, outside, smallest: Math.min(...sizes), width: box.width};
+    })""")
+    assert report, "no figure drawn"
+    for figure in report:
+        assert not figure["outside"], figure
+        assert figure["smallest"] >= 18, figure
+    directory = os.environ.get("DUALVIZ_SCREENSHOT_DIR")
+    shot = (tmp_path if not directory else __import__("pathlib").Path(directory)) / \
+        f"presenter-{size[0]}x{size[1]}.png"
+    tab.screenshot(path=str(shot))
+    tab.locator(".dv-live").screenshot(path=str(shot.with_suffix(".panel.png")))
+    context.close()
