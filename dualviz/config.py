@@ -79,6 +79,11 @@ class Experiment:
         8, "int", "network", "Branches",
         "Number of branches m of the parallel net; m >= rank(W*) is needed to interpolate.",
         low=1, high=256)
+    bias: bool = _knob(
+        True, "bool", "network", "Bias",
+        "ReLU nets: a bias in the first layer, as a column of ones appended to X (none is added "
+        "when X already has a constant column: that column is the bias). Linear nets have no "
+        "bias; rank-one data is trained without one (its closed forms are for that net).")
     # regularization
     objective: str = _knob(
         "interpolation", "choice", "regularization", "Objective",
@@ -185,6 +190,10 @@ class Experiment:
                 continue
             raw[knob.name] = value
         clean, clamp_notes = _normalize(raw)
+        if "bias" in raw and parse_knob(KNOBS_BY_NAME["bias"], raw["bias"])[0] \
+                and not clean["bias"] and clean["activation"] == "relu":
+            clamp_notes.append("bias: rank-one data is trained without a bias (its closed forms "
+                               "are for that net); using 0")
         return cls(**clean), notes + clamp_notes
 
     @classmethod
@@ -357,11 +366,19 @@ def _normalize(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     if values["activation"] == "relu":
         lower("depth", RELU_MAX_DEPTH, f"{RELU_MAX_DEPTH} for ReLU networks")
-    elif values["relu_solver"] != KNOBS_BY_NAME["relu_solver"].default:
-        # no effect on linear runs: one hash for one computation
-        default = KNOBS_BY_NAME["relu_solver"].default
-        notes.append(f"relu-solver: applies to ReLU networks only; using {default}")
-        values["relu_solver"] = default
+    else:
+        for name in ("relu_solver", "bias"):
+            default = KNOBS_BY_NAME[name].default
+            if values[name] != default:  # no effect on linear runs: one hash per computation
+                notes.append(f"{KNOBS_BY_NAME[name].key}: applies to ReLU networks only; "
+                             f"using {format_value(KNOBS_BY_NAME[name], default)}")
+                values[name] = default
+    if values["dataset"] == "rank-one" and values["data"] == SYNTHETIC and values["bias"] \
+            and values["activation"] == "relu":
+        # The rank-one closed forms (DESIGN §4) are those of a net without bias: the data
+        # X = c a^T exists to show them, so it is trained without one (a link that asks for
+        # one gets a note from from_values).
+        values["bias"] = False
     if values["dataset"] != "low-rank":
         return values, notes  # the rank and whitening knobs shape only the low-rank data
     if values["whiten"]:

@@ -127,6 +127,13 @@ def _whitened_parts(X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np
     return outside, U, sigma, Vt
 
 
+def _whitened_end_to_end(X: np.ndarray, Y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """U diag(s) V^T with X^T Y = U diag(sigma) V^T: the optimal end-to-end matrix of the
+    whitened squared problems, whose solutions act on the singular values only."""
+    _, U, _, Vt = _whitened_parts(X, Y)
+    return (U * s) @ Vt
+
+
 def _keep_largest(values: np.ndarray, rank_cap: int | None) -> np.ndarray:
     # Each per-singular-value saving grows with sigma, so a rank cap keeps the largest ones.
     if rank_cap is None or rank_cap >= values.size:
@@ -203,7 +210,8 @@ class ClosedForm:
 
     primal: optimal value of the chosen architecture; dual: the dual value (or, for weight
     decay, the rescaled dual optimized over t); spectrum: singular values of the optimal
-    end-to-end matrix; dual_label says which dual it is.
+    end-to-end matrix; dual_label says which dual it is; end_to_end: that optimal matrix
+    (d x K) where the primal is known (a training restart starts from its factors).
     """
 
     primal: float | None
@@ -211,6 +219,7 @@ class ClosedForm:
     spectrum: np.ndarray | None
     dual_label: str
     notes: tuple[str, ...] = field(default=())
+    end_to_end: np.ndarray | None = None
 
 
 def interpolation_feasible(X: np.ndarray, Y: np.ndarray) -> tuple[bool, float]:
@@ -259,7 +268,10 @@ def _interpolation(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
         what = "width" if exp.arch == "standard" else "branches"
         notes = (f"{what} {capacity} < rank(W*) = {sigma.size}: the net cannot interpolate",)
         primal = None
-    return ClosedForm(primal, dual, sigma, label, notes)
+    # W* = pinv(X) Y is optimal for every Schatten quasi-norm among the W with XW = Y: the
+    # others add a part outside the row space of X, which only raises singular values.
+    end_to_end = target_matrix(X, Y) if primal is not None else None
+    return ClosedForm(primal, dual, sigma, label, notes, end_to_end)
 
 
 def _squared(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
@@ -271,12 +283,14 @@ def _squared(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
         dual = minimize_over_t(
             lambda tt: squared_nuclear_whitened(X, Y, rescaled_factor(beta, tt, L))[0],
             beta, L, t_upper(X, Y, L))[0]
-        return ClosedForm(primal, dual, spectrum, label)
+        return ClosedForm(primal, dual, spectrum, label, (),
+                          _whitened_end_to_end(X, Y, spectrum))
     lam = rescaled_factor(beta, t, L)
     dual = squared_nuclear_whitened(X, Y, lam)[0]
     if exp.arch == "parallel" or L == 2:
         primal, spectrum = squared_nuclear_whitened(X, Y, lam, capacity)
-        return ClosedForm(primal, dual, spectrum, label)
+        return ClosedForm(primal, dual, spectrum, label, (),
+                          _whitened_end_to_end(X, Y, spectrum))
     return ClosedForm(None, dual, None, label,
                       ("standard net, squared loss, L >= 3: the Schatten-2/L problem has no "
                        "closed form; train it",))
