@@ -298,9 +298,11 @@ def _optimal_multiplier(net: Net, X: torch.Tensor) -> torch.Tensor:
                                     allow_unused=True)
         rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
                                for g, p in zip(grads, params, strict=True)]))
-    J = torch.stack(rows)  # (N K) x (number of weights)
-    lam = torch.linalg.lstsq(J.T, -reg_grad[:, None]).solution
-    return lam.reshape(out.shape).detach()
+    J = torch.stack(rows).detach().numpy()  # (N K) x (number of weights)
+    # The least-norm solution (SVD based): J has dependent rows when f(X) is confined to a
+    # subspace (rank X < N), and then only it is unique (a QR-based solve was not).
+    lam = np.linalg.lstsq(J.T, -reg_grad.detach().numpy(), rcond=None)[0]
+    return torch.tensor(lam, dtype=DTYPE).reshape(out.shape)
 
 
 def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling,
