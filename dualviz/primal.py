@@ -126,11 +126,13 @@ class RestartResult:
     feasible: bool
     start: Start = Start.RANDOM
     stopped: Stop = Stop.ITERATIONS
+    kept_at: int | None = None  # the iteration of the point reported (the best feasible one)
 
 
 @dataclass(frozen=True)
 class PrimalResult:
-    """Best feasible restart (value None when none was feasible).
+    """Best feasible restart (value None when none was feasible); a restart's value is that of
+    the best feasible point it visited (RestartResult.kept_at), its last one if none was.
 
     status and explanation say what the value is (:class:`PrimalStatus`), comparing it with
     `reference` (the known optimum, of kind `reference_kind`, when there is one).
@@ -378,9 +380,19 @@ def summarize(exp: Experiment, snapshots: list[Snapshot], seconds: float,
     """The best restart among those that are finite and (for interpolation) feasible, and what
     it is: compared with reference.value where there is one (see PrimalStatus)."""
     finals = [s for s in snapshots if s.done]
-    restarts = [RestartResult(s.restart, s.objective, s.residual, s.iteration,
-                              is_feasible(exp, s), Start(s.start),
-                              Stop(s.stopped) if s.stopped else Stop.ITERATIONS) for s in finals]
+    # Each restart reports the best feasible point it visited (its last one if none was): a
+    # restart from a known solution may leave it (ReLU kinks, a multiplier that is not
+    # exact) and must not report the worse point it drifted to.
+    kept = []
+    for last in finals:
+        mine = [s for s in snapshots if s.restart == last.restart and is_feasible(exp, s)]
+        kept.append(min(mine, key=lambda s: s.objective) if mine else last)
+    restarts = [RestartResult(s.restart, s.objective, s.residual, last.iteration,
+                              is_feasible(exp, s), Start(last.start),
+                              Stop(last.stopped) if last.stopped else Stop.ITERATIONS,
+                              s.iteration)
+                for s, last in zip(kept, finals, strict=True)]
+    finals = kept
     feasible = [s for s, r in zip(finals, restarts, strict=True) if r.feasible]
     ref = reference.value if reference is not None else None
     kind = reference.kind if reference is not None else None

@@ -228,7 +228,11 @@ def _two_layer_width(exp: Experiment, bounds: ReluBounds) -> tuple[Experiment, s
     cap = int(KNOBS_BY_NAME[name].high)
     if have >= need or need > cap:
         return exp, None
+    active = bounds.details.get("active_neurons", need)
     return dataclasses.replace(exp, **{name: need}), (
+        f"{name} raised from {have} to {need} for training: the convex optimum is a network "
+        f"of {active} neurons (and {need - active} more below 1e-6 of the largest, which the "
+        "restart from it keeps), and a narrower net cannot reach it" if need > active else
         f"{name} raised from {have} to {need} for training: the convex optimum is a network "
         f"of {need} neurons, and a narrower net cannot reach it")
 
