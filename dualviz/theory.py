@@ -333,6 +333,10 @@ def closed_form(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ClosedForm:
     L, beta = exp.depth, exp.beta
     t = 1.0 if exp.regularization == "lth-power" else exp.t
     capacity = exp.width if exp.arch == "standard" else exp.branches
+    if not np.any(Y):  # every objective and regularizer is >= 0, and W = 0 attains 0
+        return ClosedForm(0.0, 0.0, np.zeros(0), label,
+                          ("the target is zero: the zero network is optimal, at value 0",),
+                          np.zeros((X.shape[1], Y.shape[1])))
     if exp.objective == "interpolation":
         return _interpolation(exp, X, Y, L, beta, t, capacity, label)
     return _squared(exp, X, Y, L, beta, t, capacity, label)
