@@ -283,12 +283,14 @@ def time_presets(repeats: int = 3) -> int:
     import torch
 
     from dualviz.config import Experiment
-    from dualviz.presets import PRESETS
+    from dualviz.presets import PRESETS, RELU_PAGE
     from dualviz.runner import run
 
     torch.set_num_threads(1)
     for preset in PRESETS:
         query = dict(preset.query)
+        if preset.page == RELU_PAGE:  # the ReLU page sets it
+            query["activation"] = "relu"
         if "x" in query:  # a sweep: one point of it
             query = {k: v for k, v in query.items()
                      if k not in ("x", "x-values", "series", "series-values")}

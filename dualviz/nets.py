@@ -215,3 +215,36 @@ def two_layer_relu_layers(exp: Experiment, U: np.ndarray, a: np.ndarray,
         layers[0][:m, :, 0] = U.T
         layers[1][:m, 0, 0] = a
     return layers
+
+
+def rank_one_parallel_layers(exp: Experiment, a: np.ndarray, alpha: np.ndarray,
+                             gamma: np.ndarray) -> list[np.ndarray] | None:
+    """Layers of the parallel three-layer ReLU net at its optimum on rank-one data
+    X = c a^T (||a|| = 1, DESIGN §4): one branch per side of c,
+
+        relu(relu(X (q a e_1^T)) s e_1) r^T = q s c+ r^T = c+ alpha^T   (and -a, c-, gamma),
+
+    with ||W_1|| = q = t, s^2 = ||alpha|| / t, r = alpha / (t s) under the rescaled
+    regularization (cost beta ||alpha|| / t), balanced q = s = ||r|| = ||alpha||^{1/3} under the
+    L-th power (cost beta ||alpha||). None unless the net is parallel with L = 3 and two
+    branches or more."""
+    if exp.arch != "parallel" or exp.depth != 3 or exp.branches < 2:
+        return None
+    a = np.asarray(a, dtype=float)
+    shapes = layer_shapes("parallel", 3, a.size, len(alpha), exp.width, exp.branches)
+    layers = [np.zeros(shape) for shape in shapes]
+    rescaled = exp.regularization == "rescaled"
+    for j, (sign, target) in enumerate(((1.0, alpha), (-1.0, gamma))):
+        size = float(np.linalg.norm(target))
+        if size == 0:
+            continue
+        if rescaled:
+            q, s = exp.t, np.sqrt(size / exp.t)
+            r = target / (q * s)
+        else:
+            q = s = size ** (1.0 / 3.0)
+            r = target / (q * s)
+        layers[0][j, :, 0] = sign * q * a
+        layers[1][j, 0, 0] = s
+        layers[2][j, 0, :] = r
+    return _zero_branch_directions(layers, exp.regularization, 3, exp.t)

@@ -23,6 +23,7 @@ import numpy as np
 from .arrangements import patterns, with_bias
 from .config import ConfigError, Experiment
 from .dual import DualResult, rank_one_relu_dual
+from .nets import rank_one_parallel_layers
 from .relu_convex import Network, predict, rebuild, result_label, two_layer_convex
 from .theory import ClosedForm, rank_one_three_layer
 from .working_set import (
@@ -116,6 +117,8 @@ class ReluBounds:
     # the two-layer convex solution as a network on the net's inputs, every nonzero column
     # kept (a training restart starts from it), when its value is the known optimum
     network: Network | None = None
+    # three layers on rank-one data: the parallel net's optimum (layers), where it is known
+    rank_one_start: list[np.ndarray] | None = None
 
 
 def relu_bounds(exp: Experiment, X: np.ndarray, Y: np.ndarray,
@@ -255,4 +258,6 @@ def _rank_one(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ReluBounds:
     details = {"rank_one": {"zero_gap": theory.zero_gap, "explanation": theory.explanation,
                             "alpha": np.atleast_1d(theory.alpha).tolist(),
                             "gamma": np.atleast_1d(theory.gamma).tolist()}}
-    return ReluBounds(closed, dual, details)
+    start = rank_one_parallel_layers(exp, a, theory.alpha, theory.gamma) \
+        if theory.feasible else None
+    return ReluBounds(closed, dual, details, rank_one_start=start)

@@ -210,7 +210,9 @@ def _relu_reference(exp: Experiment, bounds: ReluBounds) -> Reference | None:
     if bounds.closed.primal is None:
         return None
     if exp.depth != 2:
-        return Reference(bounds.closed.primal, "rank-one closed form")
+        start = bounds.rank_one_start
+        return Reference(bounds.closed.primal, "rank-one closed form",
+                         InitialPoint(start, Start.CLOSED_FORM) if start is not None else None)
     net: Network | None = bounds.network
     layers = two_layer_relu_layers(exp, net.U, net.a) if net is not None else None
     point = InitialPoint(layers, Start.CONVEX) if layers is not None else None
