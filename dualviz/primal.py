@@ -44,9 +44,18 @@ from .nets import DTYPE, Net, singular_values
 RESIDUAL_TOL = 1e-6
 # A feasible restart within this relative distance of the known optimum has reached it.
 OPTIMUM_TOL = 1e-3
+# A restart stops once it is this close to the known optimum (relative), fitting Y to
+# FINISH_RESIDUAL: polishing further shows nothing.
+AT_OPTIMUM_TOL = 1e-8
 SNAPSHOT_EVERY = 10  # optimizer iterations between snapshots (L-BFGS); Adam uses 5x this
-RHO_START, RHO_GROWTH, RHO_MAX = 100.0, 10.0, 1e3
+RHO_START, RHO_GROWTH, RHO_MAX = 30.0, 10.0, 1e3
 LBFGS_EVALS_PER_ITERATION = 25
+# Interpolation: a restart has converged once its subproblems stall at this residual (the
+# value is then within about as much, relative, of its limit): 1e-8 cost a third of a
+# preset's iterations hovering at 3e-8.
+FINISH_RESIDUAL = 1e-1 * RESIDUAL_TOL
+INNER_STALL = 1e-10  # a chunk that lowers the augmented Lagrangian less (relative) ends it
+INNER_MAX_CHUNKS = 8  # ... and so does the 8th chunk of one subproblem (L-BFGS crawls on some)
 
 
 class PrimalStatus(enum.StrEnum):
@@ -74,6 +83,7 @@ class Stop(enum.StrEnum):
 
     CONVERGED = "converged"  # the optimiser's own tolerances (and the residual, if any)
     ITERATIONS = "iteration budget"  # exp.iterations used up
+    AT_OPTIMUM = "at the known optimum"  # within AT_OPTIMUM_TOL of it (and fitting Y to 1e-8)
     DIVERGED = "diverged"  # NaN or inf
 
 
@@ -249,10 +259,12 @@ def _make_stepper(exp: Experiment, params) -> Callable[[Callable[[], torch.Tenso
 
 
 def train(exp: Experiment, X: np.ndarray, Y: np.ndarray, probe: np.ndarray | None = None,
-          starts: list[InitialPoint] | None = None) -> Iterator[Snapshot]:
+          starts: list[InitialPoint] | None = None,
+          optimum: float | None = None) -> Iterator[Snapshot]:
     """Train every restart in turn, yielding snapshots as the optimizer goes: exp.restarts
     random ones, then one from each of `starts`. With `probe` (inputs shaped like X), each
-    snapshot also carries the first output of f there."""
+    snapshot also carries the first output of f there. With the known optimal value
+    `optimum`, a restart stops once it is there (Stop.AT_OPTIMUM)."""
     torch.set_num_threads(1)
     Xt = torch.tensor(X, dtype=DTYPE)  # a copy: the dataset arrays are read-only
     y_norm = float(np.linalg.norm(Y))
@@ -270,7 +282,7 @@ def train(exp: Experiment, X: np.ndarray, Y: np.ndarray, probe: np.ndarray | Non
         net = Net(exp, X.shape[1], Y.shape[1], generator, beta=scaling.beta, t=1.0)
         if layers is not None:
             net.load([w / c for w, c in zip(layers, scaling.layer_factors, strict=True)])
-        yield from _train_one(exp, net, Xt, Yt, probe_t, r, started, scaling, start)
+        yield from _train_one(exp, net, Xt, Yt, probe_t, r, started, scaling, start, optimum)
 
 
 def _zero_target(exp, X, Y, probe, started) -> Iterator[Snapshot]:
@@ -308,8 +320,8 @@ def _optimal_multiplier(net: Net, X: torch.Tensor) -> torch.Tensor:
     return torch.tensor(lam, dtype=DTYPE).reshape(out.shape)
 
 
-def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling,
-               start: Start) -> Iterator[Snapshot]:
+def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling, start: Start,
+               optimum: float | None = None) -> Iterator[Snapshot]:
     """One restart on the rescaled problem (||Y|| = 1, see Scaling)."""
     chunk = SNAPSHOT_EVERY if exp.optimizer == "lbfgs" else 5 * SNAPSHOT_EVERY
     step = _make_stepper(exp, list(net.parameters()))
@@ -333,6 +345,7 @@ def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling,
         return value
 
     done_iterations = 0
+    inner_chunks = 0  # chunks since the last multiplier step
     stalled_chunks = 0
     last_residual = float("inf")
 
@@ -344,10 +357,23 @@ def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling,
     yield snapshot(0)
     while done_iterations < exp.iterations:
         n = min(chunk, exp.iterations - done_iterations)
+        if interpolation:
+            with torch.no_grad():
+                before = float(closure())
         ran = step(closure, n)
         done_iterations += max(ran, 1)
         converged_inner = ran < n  # L-BFGS stopped on its own tolerances
-        if interpolation and (converged_inner or ran == 0):
+        inner_chunks += 1
+        inner_done = converged_inner
+        if interpolation and not converged_inner:
+            # ... or it only polishes the subproblem: a multiplier step is worth more (the
+            # first subproblem of a preset took 110 iterations at a nearly constant value)
+            with torch.no_grad():
+                after = float(closure())
+            inner_done = before - after <= INNER_STALL * max(abs(after), 1e-300) or \
+                inner_chunks >= INNER_MAX_CHUNKS
+        if interpolation and (inner_done or ran == 0):
+            inner_chunks = 0
             # Subproblem solved: a multiplier step, and a larger penalty if the residual stalls.
             with torch.no_grad():
                 diff = net(X) - Y
@@ -360,12 +386,17 @@ def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling,
         snap = snapshot(done_iterations)
         stalled_chunks = stalled_chunks + 1 if converged_inner else 0
         finished = stalled_chunks >= (3 if interpolation else 2) and (
-            not interpolation or snap.residual <= 1e-2 * RESIDUAL_TOL)
+            not interpolation or snap.residual <= FINISH_RESIDUAL)
         if not np.isfinite(snap.objective):
             yield snapshot(done_iterations, Stop.DIVERGED)
             return
-        if finished or done_iterations >= exp.iterations:
-            yield snapshot(done_iterations, Stop.CONVERGED if finished else Stop.ITERATIONS)
+        at_optimum = optimum is not None and \
+            abs(snap.objective - optimum) <= AT_OPTIMUM_TOL * max(abs(optimum), 1e-300) and \
+            (not interpolation or snap.residual <= FINISH_RESIDUAL)
+        if finished or at_optimum or done_iterations >= exp.iterations:
+            stop = Stop.CONVERGED if finished else Stop.AT_OPTIMUM if at_optimum \
+                else Stop.ITERATIONS
+            yield snapshot(done_iterations, stop)
             return
         yield snap
 
@@ -478,7 +509,8 @@ def solve_primal(exp: Experiment, X: np.ndarray, Y: np.ndarray,
     started = time.perf_counter()
     snapshots = []
     starts = [reference.point] if reference is not None and reference.point else []
-    for snap in train(exp, X, Y, probe, starts):
+    optimum = reference.value if reference is not None else None
+    for snap in train(exp, X, Y, probe, starts, optimum):
         snapshots.append(snap)
         if on_snapshot is not None:
             on_snapshot(snap)
