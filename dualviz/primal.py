@@ -365,13 +365,15 @@ def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling, start:
         converged_inner = ran < n  # L-BFGS stopped on its own tolerances
         inner_chunks += 1
         inner_done = converged_inner
+        forced = False
         if interpolation and not converged_inner:
             # ... or it only polishes the subproblem: a multiplier step is worth more (the
             # first subproblem of a preset took 110 iterations at a nearly constant value)
             with torch.no_grad():
                 after = float(closure())
-            inner_done = before - after <= INNER_STALL * max(abs(after), 1e-300) or \
-                inner_chunks >= INNER_MAX_CHUNKS
+            stalled = before - after <= INNER_STALL * max(abs(after), 1e-300)
+            forced = not stalled and inner_chunks >= INNER_MAX_CHUNKS
+            inner_done = stalled or forced
         if interpolation and (inner_done or ran == 0):
             inner_chunks = 0
             # Subproblem solved: a multiplier step, and a larger penalty if the residual stalls.
@@ -379,7 +381,7 @@ def _train_one(exp, net, X, Y, probe, restart, started, scaling: Scaling, start:
                 diff = net(X) - Y
                 multiplier += rho * diff
                 residual = float(torch.linalg.norm(diff))  # ||Y|| = 1
-            if residual > 0.25 * last_residual:
+            if residual > 0.25 * last_residual and not forced:
                 rho = min(rho * RHO_GROWTH, RHO_MAX)
             last_residual = residual
             step.reset()  # the objective changed: L-BFGS curvature pairs are stale
