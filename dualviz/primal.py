@@ -4,8 +4,12 @@ Squared loss: minimise 0.5 ||f(X) - Y||_F^2 + R(W) directly.
 Interpolation: min R(W) s.t. f(X) = Y by an augmented Lagrangian (DESIGN §5)
     A(W; Lambda, rho) = R(W) + <Lambda, f(X) - Y> + (rho/2) ||f(X) - Y||_F^2,
 minimised in W (L-BFGS with strong Wolfe line search, or Adam), then
-Lambda <- Lambda + rho (f(X) - Y), and rho grows while the residual stalls.
-A restart counts only if its relative residual ||f(X) - Y|| / ||Y|| reaches RESIDUAL_TOL.
+Lambda <- Lambda + rho (f(X) - Y), and rho grows (x RHO_GROWTH, to RHO_MAX) while the residual
+falls less than 4-fold per step. A subproblem ends when L-BFGS stops on its own tolerances,
+when a chunk of iterations lowers A by less than INNER_STALL (relative), or after
+INNER_MAX_CHUNKS chunks (a forced step, which does not raise rho). A restart has converged when
+its subproblems stall at residual FINISH_RESIDUAL, or is within AT_OPTIMUM_TOL of a known
+optimum; it counts only if its relative residual ||f(X) - Y|| / ||Y|| reaches RESIDUAL_TOL.
 
 Scale. Every layer enters f linearly and every regularizer is a power of the layer norms, so
 the problem for (Y, beta, t) is a rescaling of one with ||Y|| = 1 and t = 1: with s = ||Y||,
@@ -22,8 +26,9 @@ original units. The optimiser then sees the same problem at beta = 1e-4 and at b
 restart met the tolerance). A zero target needs no training: the zero network is optimal.
 
 Restarts are random (seeded by restart_seed) and, where the runner knows a solution (the closed
-form of a linear net, the rebuilt convex solution of a two-layer ReLU net), one more starts
-there; each restart says where it started. The result compares the best restart with the known
+form of a linear net or of the parallel three-layer ReLU net on rank-one data, the rebuilt
+convex solution of a two-layer ReLU net), one more starts there, with the multiplier of that
+solution; each restart says where it started. The result compares the best restart with the known
 optimum and says what it is (:class:`PrimalStatus`).
 """
 
