@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def time_presets(repeats: int = 3) -> int:
+def time_presets(repeats: int = 5) -> int:
     """Wall time of dualviz.runner.run on each preset's experiment (the gap-curves preset is a
     sweep: one of its points, depth 4 and target rank 2, both architectures' default)."""
     from urllib.parse import urlencode
