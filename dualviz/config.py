@@ -105,6 +105,12 @@ class Experiment:
         "Number of branches m of the parallel net; m >= rank(W*) is needed to interpolate.",
         low=1, high=256, applies_if=lambda v: v["arch"] == "parallel",
         applies_text="parallel nets")
+    bias: bool = _knob(
+        True, "bool", "network", "Bias",
+        "ReLU nets: a bias in the first layer, as a column of ones appended to X (none is added "
+        "when X already has a constant column: that column is the bias). Linear nets have no "
+        "bias; rank-one data is trained without one (its closed forms are for that net).",
+        applies_if=lambda v: v["activation"] == "relu", applies_text="ReLU nets")
     # regularization
     objective: str = _knob(
         "interpolation", "choice", "regularization", "Objective",
@@ -230,6 +236,10 @@ class Experiment:
                 continue
             raw[knob.name] = value
         clean, clamp_notes = _normalize(raw)
+        if "bias" in raw and parse_knob(KNOBS_BY_NAME["bias"], raw["bias"])[0] \
+                and not clean["bias"] and clean["activation"] == "relu":
+            clamp_notes.append("bias: rank-one data is trained without a bias (its closed forms "
+                               "are for that net); using 0")
         return cls(**clean), notes + clamp_notes
 
     @classmethod
@@ -412,6 +422,12 @@ def _normalize(raw: Mapping[str, Any], caps: bool = True) -> tuple[dict[str, Any
 
     if values["activation"] == "relu":
         lower("depth", RELU_MAX_DEPTH, f"{RELU_MAX_DEPTH} for ReLU networks")
+    if values["dataset"] == "rank-one" and values["data"] == SYNTHETIC and values["bias"] \
+            and values["activation"] == "relu":
+        # The rank-one closed forms (docs/math.md §5) are those of a net without bias: the
+        # data X = c a^T exists to show them, so it is trained without one (a link that asks
+        # for one gets a note from from_values).
+        values["bias"] = False
     if values["dataset"] == "low-rank":  # the rank and whitening knobs shape the low-rank data
         if values["whiten"]:
             lower("d", values["n"], "N (a whitened X needs d <= N)")

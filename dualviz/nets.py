@@ -11,39 +11,43 @@ Under the rescaled regularization the first L-2 layers are reparametrised as W =
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .config import Experiment
+from .footprint import layer_shapes  # one place for the shapes: memory estimates use them too
 
 DTYPE = torch.float64
-
-
-def layer_shapes(arch: str, depth: int, d: int, k: int, width: int,
-                 branches: int) -> list[tuple[int, int, int]]:
-    """[branches, fan_in, fan_out] of each layer."""
-    if arch == "standard":
-        dims = [d] + [width] * (depth - 1) + [k]
-        return [(1, dims[i], dims[i + 1]) for i in range(depth)]
-    dims = [d] + [width] * (depth - 2) + [1, k]
-    return [(branches, dims[i], dims[i + 1]) for i in range(depth)]
 
 
 class Net(torch.nn.Module):
     """A standard or parallel deep network; see the module docstring for the shapes."""
 
-    def __init__(self, exp: Experiment, d: int, k: int, generator: torch.Generator):
+    def __init__(self, exp: Experiment, d: int, k: int, generator: torch.Generator,
+                 beta: float | None = None, t: float | None = None):
+        """beta, t: the net's own values where they differ from the experiment's (training
+        runs on a rescaled problem, see dualviz.primal)."""
         super().__init__()
         self.depth = exp.depth
         self.relu = exp.activation == "relu"
         self.regularization = exp.regularization
-        self.beta = exp.beta
-        self.t = exp.t
+        self.beta = exp.beta if beta is None else beta
+        self.t = exp.t if t is None else t
         shapes = layer_shapes(exp.arch, exp.depth, d, k, exp.width, exp.branches)
         # ~1/sqrt(fan_in), never tiny: for L >= 3 the origin is a stationary point.
         self.raw = torch.nn.ParameterList(
             torch.nn.Parameter(torch.randn(s, generator=generator, dtype=DTYPE) / s[1] ** 0.5)
             for s in shapes
         )
+
+    def load(self, layers: list[np.ndarray]) -> None:
+        """Set the effective layers (shapes as layer_shapes); constrained layers must have
+        ||W_l||_F = t per branch, or be zero (a zero branch)."""
+        with torch.no_grad():
+            for raw, layer in zip(self.raw, layers, strict=True):
+                if tuple(layer.shape) != tuple(raw.shape):
+                    raise ValueError(f"layer of shape {layer.shape}, expected {tuple(raw.shape)}")
+                raw.copy_(torch.as_tensor(layer, dtype=DTYPE))
 
     @property
     def constrained(self) -> int:
@@ -113,3 +117,125 @@ def singular_values(matrix: torch.Tensor) -> list[float]:
     if not bool(torch.isfinite(matrix).all()):
         return []
     return torch.linalg.svdvals(matrix).tolist()
+
+
+def _constrained_layers(regularization: str, depth: int) -> int:
+    return depth - 2 if regularization == "rescaled" else 0
+
+
+def end_to_end_layers(exp: Experiment, W: np.ndarray, t: float) -> list[np.ndarray] | None:
+    """Layers of a linear net (this experiment's shapes) whose end-to-end map is W (d x K), at
+    the least regularizer for that map (DESIGN §3); None if the net has too few units for
+    rank(W). With W = sum_i s_i u_i v_i^T:
+
+    standard net, one diagonal chain per singular value: layer l carries a_{l,i} with
+    prod_l a_{l,i} = s_i; weight decay and L-th power a_{l,i} = s_i^{1/L} (balanced); rescaled
+    (L >= 3) a_{l,i} = t s_i^{1/L} / ||s^{1/L}||_2 on the L - 2 constrained layers (norm t) and
+    sqrt(s_i / a^{L-2}) on the last two. Parallel net, one branch per singular value: branch i
+    is u_i -> e_1 -> ... -> e_1 -> v_i^T with scalars s_i^{1/L} on every layer (weight decay,
+    L-th power) or t on the constrained layers and sqrt(s_i / t^{L-2}) on the last two
+    (rescaled). Other units are zero.
+    """
+    U, s, Vt = np.linalg.svd(np.asarray(W, dtype=float), full_matrices=False)
+    keep = s > 1e-12 * max(float(s[0]) if s.size else 0.0, 1e-300)
+    U, s, Vt = U[:, keep], s[keep], Vt[keep]
+    r, L = s.size, exp.depth
+    d, k = W.shape
+    shapes = layer_shapes(exp.arch, L, d, k, exp.width, exp.branches)
+    layers = [np.zeros(shape) for shape in shapes]
+    if r > (exp.width if exp.arch == "standard" else exp.branches):
+        return None
+    if r == 0:
+        return _zero_branch_directions(layers, exp.regularization, L, t)
+    c = _constrained_layers(exp.regularization, L)
+    if c:
+        inner = t * s ** (1.0 / L) / np.linalg.norm(s ** (1.0 / L))  # standard: per value
+        inner_parallel = np.full(r, t)
+        outer = np.sqrt(s / inner ** c)
+        outer_parallel = np.sqrt(s / t ** c)
+    else:
+        inner = inner_parallel = outer = outer_parallel = s ** (1.0 / L)
+    if exp.arch == "standard":
+        idx = np.arange(r)
+        for layer_index, layer in enumerate(layers):
+            scale = inner if layer_index < c else outer
+            if layer_index == 0:
+                layer[0, :, :r] = U * scale
+            elif layer_index == L - 1:
+                layer[0, :r, :] = scale[:, None] * Vt
+            else:
+                layer[0, idx, idx] = scale
+        return layers
+    for layer_index, layer in enumerate(layers):
+        scale = inner_parallel if layer_index < c else outer_parallel
+        if layer_index == 0:
+            layer[:r, :, 0] = U.T * scale[:, None]
+        elif layer_index == L - 1:
+            layer[:r, 0, :] = scale[:, None] * Vt
+        else:
+            layer[:r, 0, 0] = scale
+    return _zero_branch_directions(layers, exp.regularization, L, t, first=r)
+
+
+def _zero_branch_directions(layers, regularization, depth, t, first=0):
+    """Constrained layers have norm t in every branch, also in an unused one (whose last two
+    layers are zero, so it adds nothing): give them a fixed direction."""
+    for layer in layers[:_constrained_layers(regularization, depth)]:
+        for j in range(first, layer.shape[0]):
+            if not layer[j].any():
+                layer[j, 0, 0] = t
+    return layers
+
+
+def two_layer_relu_layers(exp: Experiment, U: np.ndarray, a: np.ndarray,
+                          k: int = 1) -> list[np.ndarray] | None:
+    """Layers of a two-layer ReLU net (this experiment's shapes) computing
+    sum_j (X u_j)_+ a_j, with u_j the columns of U (d x m); None if it has fewer than m
+    neurons. At L = 2 every regularization is (beta/2) sum_j (||u_j||^2 + a_j^2)."""
+    d, m = U.shape
+    if exp.depth != 2:
+        raise ValueError("two_layer_relu_layers needs depth 2")
+    shapes = layer_shapes(exp.arch, 2, d, k, exp.width, exp.branches)
+    layers = [np.zeros(shape) for shape in shapes]
+    if m > (exp.width if exp.arch == "standard" else exp.branches):
+        return None
+    if exp.arch == "standard":
+        layers[0][0, :, :m] = U
+        layers[1][0, :m, 0] = a
+    else:
+        layers[0][:m, :, 0] = U.T
+        layers[1][:m, 0, 0] = a
+    return layers
+
+
+def rank_one_parallel_layers(exp: Experiment, a: np.ndarray, alpha: np.ndarray,
+                             gamma: np.ndarray) -> list[np.ndarray] | None:
+    """Layers of the parallel three-layer ReLU net at its optimum on rank-one data
+    X = c a^T (||a|| = 1, DESIGN §4): one branch per side of c,
+
+        relu(relu(X (q a e_1^T)) s e_1) r^T = q s c+ r^T = c+ alpha^T   (and -a, c-, gamma),
+
+    with ||W_1|| = q = t, s^2 = ||alpha|| / t, r = alpha / (t s) under the rescaled
+    regularization (cost beta ||alpha|| / t), balanced q = s = ||r|| = ||alpha||^{1/3} under the
+    L-th power (cost beta ||alpha||). None unless the net is parallel with L = 3 and two
+    branches or more."""
+    if exp.arch != "parallel" or exp.depth != 3 or exp.branches < 2:
+        return None
+    a = np.asarray(a, dtype=float)
+    shapes = layer_shapes("parallel", 3, a.size, len(alpha), exp.width, exp.branches)
+    layers = [np.zeros(shape) for shape in shapes]
+    rescaled = exp.regularization == "rescaled"
+    for j, (sign, target) in enumerate(((1.0, alpha), (-1.0, gamma))):
+        size = float(np.linalg.norm(target))
+        if size == 0:
+            continue
+        if rescaled:
+            q, s = exp.t, np.sqrt(size / exp.t)
+            r = target / (q * s)
+        else:
+            q = s = size ** (1.0 / 3.0)
+            r = target / (q * s)
+        layers[0][j, :, 0] = sign * q * a
+        layers[1][j, 0, 0] = s
+        layers[2][j, 0, :] = r
+    return _zero_branch_directions(layers, exp.regularization, 3, exp.t)

@@ -23,7 +23,8 @@ import numpy as np
 from .arrangements import patterns, with_bias
 from .config import ConfigError, Experiment
 from .dual import DualResult, rank_one_relu_dual
-from .relu_convex import predict, rebuild, result_label, two_layer_convex
+from .nets import rank_one_parallel_layers
+from .relu_convex import Network, predict, rebuild, result_label, two_layer_convex
 from .theory import ClosedForm, rank_one_three_layer
 from .working_set import (
     Certificate,
@@ -39,14 +40,42 @@ GRID_1D, GRID_2D = 201, 31
 WORKING_SET_SECONDS = 120.0  # then the certified bracket is reported instead of one value
 
 
+def constant_column(X: np.ndarray) -> int | None:
+    """The first column of X whose entries are all equal and nonzero (it acts as a bias)."""
+    X = np.asarray(X, dtype=float)
+    if X.shape[0] < 2:
+        return None  # one row: every column is constant, none is a bias in particular
+    same = np.all(X[:1] == X, axis=0) & (X[0] != 0)
+    found = np.flatnonzero(same)
+    return int(found[0]) if found.size else None
+
+
 def uses_bias(exp: Experiment) -> bool:
-    """ReLU nets get a bias (a column of ones in X), except on rank-one data X = c a^T."""
-    return not (exp.uses_synthetic_data and exp.dataset == "rank-one")
+    """The bias knob, for ReLU nets (synthetic rank-one data has it off: see config)."""
+    return exp.activation == "relu" and exp.bias
 
 
-def network_inputs(exp: Experiment, X: np.ndarray) -> np.ndarray:
-    """What the network sees: X, with the bias column for ReLU nets that have one."""
-    return with_bias(X) if exp.activation == "relu" and uses_bias(exp) else X
+def adds_bias_column(exp: Experiment, X: np.ndarray) -> bool:
+    """Whether the net's inputs are [X, 1]: a ReLU net with a bias, unless X already has a
+    constant column (then that column is the bias: a second one would split the regularized
+    bias weight over two equal columns, another problem)."""
+    return uses_bias(exp) and constant_column(X) is None
+
+
+def network_inputs(exp: Experiment, points: np.ndarray, X: np.ndarray | None = None) -> np.ndarray:
+    """What the network sees at `points` (rows shaped like the data X, which decides whether
+    a bias column is added; X defaults to points): the points, with the column of ones for a
+    ReLU net that needs one."""
+    return with_bias(points) if adds_bias_column(exp, points if X is None else X) else points
+
+
+def bias_note(exp: Experiment, X: np.ndarray) -> str | None:
+    """A note when X's own constant column serves as the bias."""
+    j = constant_column(X)
+    if not uses_bias(exp) or j is None:
+        return None
+    return (f"column {j + 1} of X is constant: it is the bias of the first layer (no column of "
+            "ones is added)")
 
 
 def check_relu(exp: Experiment, k: int) -> None:
@@ -57,20 +86,27 @@ def check_relu(exp: Experiment, k: int) -> None:
 
 
 def probe_points(X: np.ndarray) -> tuple[np.ndarray | None, list[list[float]] | None]:
-    """A grid over the data's box for drawing fitted functions: 1-D or 2-D inputs only.
+    """A grid over the data's box for drawing fitted functions: 1 or 2 varying inputs only
+    (constant columns, e.g. an uploaded bias column, keep their value).
 
-    Returns (grid points as rows, the axes' coordinates) or (None, None)."""
-    d = X.shape[1]
-    if d not in (1, 2):
-        return None, None
+    Returns (grid points as rows, the axes' coordinates of the varying columns) or
+    (None, None)."""
     low, high = X.min(axis=0), X.max(axis=0)
-    pad = 0.1 * np.maximum(high - low, 1e-9)
-    axes = [np.linspace(lo - p, hi + p, GRID_1D if d == 1 else GRID_2D)
-            for lo, hi, p in zip(low, high, pad, strict=True)]
-    if d == 1:
-        return axes[0][:, None], [axes[0].tolist()]
-    xx, yy = np.meshgrid(axes[0], axes[1])
-    return np.column_stack([xx.ravel(), yy.ravel()]), [a.tolist() for a in axes]
+    varying = np.flatnonzero(high > low)
+    if varying.size not in (1, 2):
+        return None, None
+    pad = 0.1 * (high - low)
+    axes = [np.linspace(low[j] - pad[j], high[j] + pad[j], GRID_1D if varying.size == 1
+                        else GRID_2D) for j in varying]
+    if varying.size == 1:
+        coords = [axes[0]]
+    else:
+        xx, yy = np.meshgrid(axes[0], axes[1])
+        coords = [xx.ravel(), yy.ravel()]
+    grid = np.tile(low, (coords[0].size, 1))
+    for j, values in zip(varying, coords, strict=True):
+        grid[:, j] = values
+    return grid, [a.tolist() for a in axes]
 
 
 @dataclass(frozen=True)
@@ -78,6 +114,11 @@ class ReluBounds:
     closed: ClosedForm
     dual: DualResult
     details: dict[str, Any] = field(default_factory=dict)  # JSON for the page and the CLI
+    # the two-layer convex solution as a network on the net's inputs, every nonzero column
+    # kept (a training restart starts from it), when its value is the known optimum
+    network: Network | None = None
+    # three layers on rank-one data: the parallel net's optimum (layers), where it is known
+    rank_one_start: list[np.ndarray] | None = None
 
 
 def relu_bounds(exp: Experiment, X: np.ndarray, Y: np.ndarray,
@@ -93,9 +134,12 @@ def relu_bounds(exp: Experiment, X: np.ndarray, Y: np.ndarray,
             return _two_layer(exp, X, Y, None)
         Xn = network_inputs(exp, X)
         return _two_layer(exp, X, Y, warm_start(inputs_digest(Xn, Y[:, 0])))
-    if exp.depth == 3 and np.linalg.matrix_rank(X) <= 1 and exp.objective == "interpolation" \
+    # The rank-one closed forms are those of the net as trained: on its inputs, so a bias
+    # column (which makes c a^T rank two) rules them out.
+    if exp.depth == 3 and np.linalg.matrix_rank(network_inputs(exp, X)) <= 1 \
+            and exp.objective == "interpolation" \
             and exp.regularization in ("rescaled", "lth-power"):
-        return _rank_one(exp, X, Y)
+        return _rank_one(exp, network_inputs(exp, X), Y)
     note = ("no dual is computed for deep ReLU nets on general data: each trained value is an "
             "upper bound on its own network's optimum (the paper proves zero gap for parallel "
             "nets with enough branches, without a closed form)")
@@ -169,7 +213,8 @@ def _two_layer(exp: Experiment, X: np.ndarray, Y: np.ndarray, warm: list | None)
         "inputs_digest": inputs_digest(Xn, y)}
     grid, axes = probe_points(X)
     if grid is not None and net is not None:
-        details["fit"] = {"axes": axes, "convex": predict(net, network_inputs(exp, grid)).tolist()}
+        details["fit"] = {"axes": axes,
+                          "convex": predict(net, network_inputs(exp, grid, X)).tolist()}
     dual = DualResult(answer.value, f"{kind} [{answer.method}]", answer.status, answer.seconds,
                       notes=[found.message],
                       lower=None if cert is None else cert.lower,
@@ -179,7 +224,15 @@ def _two_layer(exp: Experiment, X: np.ndarray, Y: np.ndarray, warm: list | None)
     # primal value theory predicts (for either architecture: at L = 2 both are one layer of
     # neurons).
     known = answer.value if found.complete else None
-    return ReluBounds(ClosedForm(known, known, None, label, (found.message,)), dual, details)
+    # Interpolation: the restart from the solution keeps its small columns too (dropping
+    # those below 1e-6 of the largest left a residual of 1.6e-6, above the tolerance). The
+    # squared loss does not need them (they change its value by ~1e-6 relative, and training
+    # polishes it): the preset's optimum is 6 neurons plus 15 such columns, which would have
+    # tripled the width of its random restarts.
+    cutoff = 1e-12 if exp.objective == "interpolation" else 1e-6
+    start = rebuild(answer.V, answer.W, cutoff) if known is not None else None
+    return ReluBounds(ClosedForm(known, known, None, label, (found.message,)), dual, details,
+                      start)
 
 
 def inputs_digest(X: np.ndarray, y: np.ndarray) -> str:
@@ -209,4 +262,6 @@ def _rank_one(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ReluBounds:
     details = {"rank_one": {"zero_gap": theory.zero_gap, "explanation": theory.explanation,
                             "alpha": np.atleast_1d(theory.alpha).tolist(),
                             "gamma": np.atleast_1d(theory.gamma).tolist()}}
-    return ReluBounds(closed, dual, details)
+    start = rank_one_parallel_layers(exp, a, theory.alpha, theory.gamma) \
+        if theory.feasible else None
+    return ReluBounds(closed, dual, details, rank_one_start=start)

@@ -157,21 +157,34 @@ def two_layer_convex(X, y, beta: float, masks, *, objective: str = "squared", co
     masks = _check_masks(masks, X.shape[0])
     _check_scalars(beta, objective, tol)
     started = time.perf_counter()
-    problem, V, W, prediction = convex_problem(X, y, float(beta), masks, objective)
+    label = result_label(complete, masks.shape[0])
+    s = float(np.linalg.norm(y))
+    if s == 0:  # the zero network is optimal, at value 0 (and lambda = 0 certifies it)
+        zero = np.zeros((X.shape[1], masks.shape[0]))
+        net = rebuild(zero, zero, tol)
+        return ReluConvexResult(0.0, cp.OPTIMAL, time.perf_counter() - started, complete,
+                                label, zero, zero.copy(), net, 0, np.zeros_like(y))
+    # Solved for y / ||y|| (the scaling of working_set.ProblemScale), so Clarabel's tolerances
+    # mean the same at any beta and any ||y||: interpolation at beta' = 1, value beta s v',
+    # lambda = beta lambda'; squared at beta' = beta / s, value s^2 v', lambda = s lambda'.
+    interpolation = objective == "interpolation"
+    beta_n = 1.0 if interpolation else float(beta) / s
+    problem, V, W, prediction = convex_problem(X, y / s, beta_n, masks, objective)
     value, status = _solve(problem, solver)
     seconds = time.perf_counter() - started
-    label = result_label(complete, masks.shape[0])
     if value is None or V.value is None or W.value is None:
         return ReluConvexResult(None, status, seconds, complete, label, None, None, None, 0)
-    net = rebuild(V.value, W.value, tol)
+    value *= float(beta) * s if interpolation else s * s
+    V_value, W_value = s * np.array(V.value), s * np.array(W.value)
+    net = rebuild(V_value, W_value, tol)
     # lambda = y - prediction at the optimum (squared); for interpolation it is the multiplier
     # of prediction == y, whose sign CVXPY reports for the constraint written as such.
-    if objective == "interpolation":
-        lam = -np.asarray(problem.constraints[-1].dual_value, dtype=float)
+    if interpolation:
+        lam = -float(beta) * np.asarray(problem.constraints[-1].dual_value, dtype=float)
     else:
-        lam = y - np.asarray(prediction.value, dtype=float)
-    return ReluConvexResult(value, status, seconds, complete, label, np.array(V.value),
-                            np.array(W.value), net, net.width, lam)
+        lam = y - s * np.asarray(prediction.value, dtype=float)
+    return ReluConvexResult(value, status, seconds, complete, label, V_value, W_value, net,
+                            net.width, lam)
 
 
 # -- networks --------------------------------------------------------------------------------

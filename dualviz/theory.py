@@ -127,6 +127,13 @@ def _whitened_parts(X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np
     return outside, U, sigma, Vt
 
 
+def _whitened_end_to_end(X: np.ndarray, Y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """U diag(s) V^T with X^T Y = U diag(sigma) V^T: the optimal end-to-end matrix of the
+    whitened squared problems, whose solutions act on the singular values only."""
+    _, U, _, Vt = _whitened_parts(X, Y)
+    return (U * s) @ Vt
+
+
 def _keep_largest(values: np.ndarray, rank_cap: int | None) -> np.ndarray:
     # Each per-singular-value saving grows with sigma, so a rank cap keeps the largest ones.
     if rank_cap is None or rank_cap >= values.size:
@@ -162,6 +169,16 @@ def squared_nuclear_whitened(X, Y, lam: float,
     return value, s
 
 
+def squared_limits(X: np.ndarray, Y: np.ndarray) -> dict[str, float]:
+    """The limits of D(lam) = min_W 0.5 ||XW - Y||^2 + lam ||W||_* that minimize_over_t needs:
+    limit_zero = 0.5 ||Y||^2 (W = 0, optimal iff lam >= lam_zero = ||X^T Y||_2) and
+    limit_infinity = D(0) = 0.5 ||(I - X pinv(X)) Y||^2 (least squares)."""
+    residual = Y - X @ target_matrix(X, Y)
+    return {"limit_zero": 0.5 * float(np.sum(Y * Y)),
+            "lam_zero": float(np.linalg.norm(X.T @ Y, 2)) if Y.size else 0.0,
+            "limit_infinity": 0.5 * float(np.sum(residual * residual))}
+
+
 def t_upper(X: np.ndarray, Y: np.ndarray, depth: int) -> float:
     """An upper bound on the optimal t of the weight-decay bound: ||pinv(X) Y||_*^{1/L}.
 
@@ -172,29 +189,107 @@ def t_upper(X: np.ndarray, Y: np.ndarray, depth: int) -> float:
     return max(nuclear, 1e-12) ** (1.0 / depth)
 
 
-def minimize_over_t(dual_of_t: Callable[[float], float], beta: float, depth: int, t_max: float,
-                    grid: int = 41, xatol: float = 1e-10) -> tuple[float, float]:
-    """min_t [(beta/2)(L-2) t^2 + D(t)]: the weight-decay bound from the rescaled duals D(t).
+@dataclass(frozen=True)
+class TSearch:
+    """min_t g(t), g(t) = (beta/2)(L-2) t^2 + D(lam(t)), lam(t) = beta t^{-(L-2)}, bracketed:
+    lower <= min_t g <= upper (lower is the bound to report: it never exceeds the optimum).
+    t_star: where upper was attained (None when it is the t -> 0 limit); evaluations: how many
+    D(lam) were computed."""
 
-    A log-spaced grid on t in [1e-3 t_max, 1.5 t_max] locates the basin, then bounded Brent
-    refines log t. Returns (value, t*). For L = 2 the bracket is D(1).
+    lower: float
+    upper: float
+    t_star: float | None
+    evaluations: int
+
+
+def minimize_over_t(dual_of_lam: Callable[[float], float], beta: float, depth: int,
+                    t_max: float, *, limit_zero: float, lam_zero: float, limit_infinity: float,
+                    grid: int = 41, rel_tol: float = 1e-12, max_evaluations: int = 400) -> TSearch:
+    """The weight-decay bound min_{t > 0} [(beta/2)(L-2) t^2 + D(lam(t))] from the rescaled
+    duals D(lam), certified, with every limit of the search.
+
+    D(lam) = min_W [loss(W) + lam ||W||_*] is concave and nondecreasing in lam (an infimum of
+    affine functions with slopes ||W||_* >= 0), and lam(t) decreases in t. So:
+    - t -> 0 (lam -> inf): g -> limit_zero (the zero network: 0.5 ||Y||^2 for the squared loss);
+      for lam >= lam_zero (= ||X^T Y||_2, where W = 0 is optimal) D is that constant and g only
+      grows with t, so (0, t_zero] contributes its infimum limit_zero and nothing else;
+    - between two evaluated t_i < t_j, D(lam) lies above its chord in lam (concavity), so
+      g >= min over [t_i, t_j] of (beta/2)(L-2) t^2 + chord(lam(t)), a convex function of t
+      whose minimiser is t^L = (chord slope), clipped to the interval; the last interval is
+      [t_hi, inf), with D(0) = limit_infinity (the least-squares residual) at its end.
+    The interval of least lower bound is bisected (in log t) until upper - lower <= rel_tol
+    |upper| or max_evaluations. Each evaluation of g also improves upper. For L = 2 there is no
+    t: both are D(beta) (lam = beta).
     """
     if depth == 2:
-        return dual_of_t(1.0), 1.0
+        value = _limited(dual_of_lam, beta, lam_zero, limit_zero)
+        return TSearch(value, value, 1.0, 1)
+    a = beta / 2 * (depth - 2)
+
+    def lam(t: float) -> float:
+        return beta * t ** (-(depth - 2))
+
+    t_zero = (beta / lam_zero) ** (1.0 / (depth - 2)) if lam_zero > 0 else np.inf
+    t_hi = 1.5 * max(t_max, 1e-300)
+    if not t_zero < t_hi:  # D(lam(t)) = limit_zero on the whole search range
+        return TSearch(limit_zero, limit_zero, None, 0)
+    points: dict[float, float] = {}
+
+    def evaluate(t: float) -> float:
+        if t not in points:
+            points[t] = _limited(dual_of_lam, lam(t), lam_zero, limit_zero)
+        return points[t]
+
+    for t in np.exp(np.linspace(np.log(t_zero), np.log(t_hi), grid)):
+        evaluate(float(t))
 
     def bracket(log_t: float) -> float:
         t = float(np.exp(log_t))
-        value = beta / 2 * (depth - 2) * t * t + dual_of_t(t)
+        value = a * t * t + evaluate(t)
         return value if np.isfinite(value) else np.inf
 
-    logs = np.linspace(np.log(1e-3 * t_max), np.log(1.5 * t_max), grid)
-    values = [bracket(x) for x in logs]
-    i = int(np.argmin(values))
-    lo, hi = logs[max(i - 1, 0)], logs[min(i + 1, grid - 1)]
-    res = minimize_scalar(bracket, bounds=(lo, hi), method="bounded",
-                          options={"xatol": xatol, "maxiter": 200})
-    best_log, best = (res.x, float(res.fun)) if res.fun <= values[i] else (logs[i], values[i])
-    return best, float(np.exp(best_log))
+    ts = sorted(points)
+    values = [a * t * t + points[t] for t in ts]
+    i = int(np.nanargmin(values))
+    lo, hi = np.log(ts[max(i - 1, 0)]), np.log(ts[min(i + 1, len(ts) - 1)])
+    if hi > lo:
+        minimize_scalar(bracket, bounds=(lo, hi), method="bounded",
+                        options={"xatol": 1e-10, "maxiter": 100})
+    while True:
+        ts = sorted(points)
+        g = [a * t * t + points[t] for t in ts]
+        best = int(np.nanargmin(g))
+        upper, t_star = (g[best], ts[best]) if g[best] < limit_zero else (limit_zero, None)
+        bounds = [_chord_bound(a, beta, depth, ts[k], ts[k + 1], points[ts[k]],
+                               points[ts[k + 1]]) for k in range(len(ts) - 1)]
+        tail = _chord_bound(a, beta, depth, ts[-1], np.inf, points[ts[-1]], limit_infinity)
+        lower = min([limit_zero, tail, *bounds])
+        if upper - lower <= rel_tol * abs(upper) or len(points) >= max_evaluations or not bounds:
+            return TSearch(min(lower, upper), upper, t_star, len(points))
+        k = int(np.argmin(bounds))
+        middle = float(np.sqrt(ts[k] * ts[k + 1]))
+        if middle in points or not ts[k] < middle < ts[k + 1]:  # at rounding: cannot refine
+            return TSearch(min(lower, upper), upper, t_star, len(points))
+        evaluate(middle)
+
+
+def _limited(dual_of_lam: Callable[[float], float], lam: float, lam_zero: float,
+             limit_zero: float) -> float:
+    """D(lam), or its known value without a solve where W = 0 is optimal (lam >= lam_zero)."""
+    return limit_zero if lam >= lam_zero else dual_of_lam(lam)
+
+
+def _chord_bound(a: float, beta: float, depth: int, t1: float, t2: float, d1: float,
+                 d2: float) -> float:
+    """min over t in [t1, t2] of a t^2 + chord(lam(t)), the chord of D through (lam(t1), d1)
+    and (lam(t2), d2): a lower bound of a t^2 + D(lam(t)) there (D concave)."""
+    lam1 = beta * t1 ** (-(depth - 2))
+    lam2 = beta * t2 ** (-(depth - 2)) if np.isfinite(t2) else 0.0
+    if not (np.isfinite(d1) and np.isfinite(d2)):
+        return -np.inf  # an unknown value bounds nothing: refine there
+    slope = max((d1 - d2) / (lam1 - lam2), 0.0) if lam1 > lam2 else 0.0
+    t = float(min(max(slope ** (1.0 / depth), t1), t2))
+    return a * t * t + d2 + slope * (beta * t ** (-(depth - 2)) - lam2)
 
 
 @dataclass(frozen=True)
@@ -203,7 +298,8 @@ class ClosedForm:
 
     primal: optimal value of the chosen architecture; dual: the dual value (or, for weight
     decay, the rescaled dual optimized over t); spectrum: singular values of the optimal
-    end-to-end matrix; dual_label says which dual it is.
+    end-to-end matrix; dual_label says which dual it is; end_to_end: that optimal matrix
+    (d x K) where the primal is known (a training restart starts from its factors).
     """
 
     primal: float | None
@@ -211,6 +307,7 @@ class ClosedForm:
     spectrum: np.ndarray | None
     dual_label: str
     notes: tuple[str, ...] = field(default=())
+    end_to_end: np.ndarray | None = None
 
 
 def interpolation_feasible(X: np.ndarray, Y: np.ndarray) -> tuple[bool, float]:
@@ -236,6 +333,10 @@ def closed_form(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ClosedForm:
     L, beta = exp.depth, exp.beta
     t = 1.0 if exp.regularization == "lth-power" else exp.t
     capacity = exp.width if exp.arch == "standard" else exp.branches
+    if not np.any(Y):  # every objective and regularizer is >= 0, and W = 0 attains 0
+        return ClosedForm(0.0, 0.0, np.zeros(0), label,
+                          ("the target is zero: the zero network is optimal, at value 0",),
+                          np.zeros((X.shape[1], Y.shape[1])))
     if exp.objective == "interpolation":
         return _interpolation(exp, X, Y, L, beta, t, capacity, label)
     return _squared(exp, X, Y, L, beta, t, capacity, label)
@@ -259,7 +360,10 @@ def _interpolation(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
         what = "width" if exp.arch == "standard" else "branches"
         notes = (f"{what} {capacity} < rank(W*) = {sigma.size}: the net cannot interpolate",)
         primal = None
-    return ClosedForm(primal, dual, sigma, label, notes)
+    # W* = pinv(X) Y is optimal for every Schatten quasi-norm among the W with XW = Y: the
+    # others add a part outside the row space of X, which only raises singular values.
+    end_to_end = target_matrix(X, Y) if primal is not None else None
+    return ClosedForm(primal, dual, sigma, label, notes, end_to_end)
 
 
 def _squared(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
@@ -268,15 +372,16 @@ def _squared(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
                           ("no closed form for the squared loss unless X is whitened",))
     if exp.regularization == "weight-decay":
         primal, spectrum = squared_weight_decay_whitened(X, Y, beta, L, capacity)
-        dual = minimize_over_t(
-            lambda tt: squared_nuclear_whitened(X, Y, rescaled_factor(beta, tt, L))[0],
-            beta, L, t_upper(X, Y, L))[0]
-        return ClosedForm(primal, dual, spectrum, label)
+        dual = minimize_over_t(lambda lam: squared_nuclear_whitened(X, Y, lam)[0], beta, L,
+                               t_upper(X, Y, L), **squared_limits(X, Y)).lower
+        return ClosedForm(primal, dual, spectrum, label, (),
+                          _whitened_end_to_end(X, Y, spectrum))
     lam = rescaled_factor(beta, t, L)
     dual = squared_nuclear_whitened(X, Y, lam)[0]
     if exp.arch == "parallel" or L == 2:
         primal, spectrum = squared_nuclear_whitened(X, Y, lam, capacity)
-        return ClosedForm(primal, dual, spectrum, label)
+        return ClosedForm(primal, dual, spectrum, label, (),
+                          _whitened_end_to_end(X, Y, spectrum))
     return ClosedForm(None, dual, None, label,
                       ("standard net, squared loss, L >= 3: the Schatten-2/L problem has no "
                        "closed form; train it",))

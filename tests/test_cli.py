@@ -188,9 +188,12 @@ def test_json_has_the_documented_schema(default_run) -> None:
 
     primal = result["primal"]
     assert set(primal) >= README_PRIMAL
-    assert len(primal["restarts"]) == 1
-    assert set(primal["restarts"][0]) >= {"value", "residual", "iterations", "feasible"}
-    assert primal["restarts"][0]["feasible"] is True
+    # the one random restart asked for, then one from the closed form's factors
+    assert [r["start"] for r in primal["restarts"]] == ["random", "closed form"]
+    assert set(primal["restarts"][0]) >= {"value", "residual", "iterations", "feasible",
+                                          "start", "stopped"}
+    assert all(r["feasible"] is True for r in primal["restarts"])
+    assert primal["status"] == "optimal" and primal["reference"] == pytest.approx(2 * 2**1.5)
     assert primal["seconds"] >= 0 and primal["residual"] <= 1e-6
 
     dual = result["dual"]
