@@ -8,7 +8,7 @@ pattern that 10^6 Gaussian gates find), and solves
     min 0.5 || sum_i D_i X1 (v_i - w_i) - y ||^2 + beta sum_i (||v_i|| + ||w_i||)
     s.t. (2 D_i - I) X1 v_i >= 0, (2 D_i - I) X1 w_i >= 0
 
-twice over the SAME gates (DESIGN §7):
+three times over the SAME gates:
 
 * working set: :func:`dualviz.working_set.solve_working_set` (the app's solver), certified to
   a relative gap of 1e-8; its value is the upper end of the certified bracket;

@@ -6,12 +6,12 @@ regularization, beta, t, the data knobs); the solver knobs (optimizer, iteration
 lr) keep their defaults. Each is solved by the app's own :func:`dualviz.runner.run` and its
 trained value P is compared with the value known for that instance:
 
-* deep linear nets: the closed form (DESIGN §3) of :func:`dualviz.theory.closed_form`, computed
-  here from the data; only instances that have one are in the family (interpolation: any X;
+* deep linear nets: the closed form (docs/math.md §3) of :func:`dualviz.theory.closed_form`,
+  computed here from the data; only instances that have one are in the family (interpolation: any X;
   squared loss: whitened X, and for a standard net at L >= 3 weight decay);
 * two-layer ReLU nets (squared loss, interpolation): the convex program over all activation
   patterns (d <= 2 plus the bias: exact enumeration), when its certificate holds;
-* three-layer ReLU nets on rank-one data: the closed forms of DESIGN §4.
+* three-layer ReLU nets on rank-one data: the closed forms of docs/math.md §5.
 
 An instance is *reached* when P is within REACHED_TOL (relative) of the reference and, for
 interpolation, the trained net fits Y to the residual tolerance; otherwise it is *explained*

@@ -1,4 +1,4 @@
-"""Activation patterns of a ReLU layer: the hyperplane arrangement of the data (DESIGN §4).
+"""Activation patterns of a ReLU layer: the hyperplane arrangement of the data (docs/math.md §4).
 
 For data X (N x d, the bias already a column if wanted) the activation patterns are the
 distinct diagonals of
@@ -36,10 +36,10 @@ Hence the patterns are all-ones (g = 0) together with, at every ray v,
     {1[Z_S h >= 0] : h in v^perp}  — a lower-rank arrangement, enumerated recursively.
 
 The rays are +-perp(z_i) for rank 2 and +-(z_i x z_j) for non-parallel pairs for rank 3.
-Generically S holds r - 1 independent rows and takes all 2^(r-1) bit choices (DESIGN's
-"all four choices of the bits of i and j").  Repeated directions and zero rows are merged
-first (they always share a bit / are always active).  Cost O(N^3) time for rank 3 and
-P <= N^2 patterns; about 1 s for N = 200, 13 s for N = 400 in general position.
+Generically S holds r - 1 independent rows and takes all 2^(r-1) bit choices (for rank 3,
+all four choices of the bits of i and j: docs/math.md §4.2).  Repeated directions and zero
+rows are merged first (they always share a bit / are always active).  Cost O(N^3) time for
+rank 3 and P <= N^2 patterns; about 1 s for N = 200, 13 s for N = 400 in general position.
 """
 
 from __future__ import annotations

@@ -728,8 +728,8 @@ def regression(n: int, d: int, target: str, noise: float, seed: int) -> Dataset:
 
 
 def rank_one(n: int, d: int, k: int, target: str, seed: int) -> Dataset:
-    """Rank-one data X = c a^T (DESIGN §4) with a sign-changing c and a target Y = c+ alpha^T +
-    c- gamma^T, where c+ = max(c, 0), c- = max(-c, 0):
+    """Rank-one data X = c a^T (docs/math.md §5) with a sign-changing c and a target
+    Y = c+ alpha^T + c- gamma^T, where c+ = max(c, 0), c- = max(-c, 0):
 
     sign-changing: Y = c (K = 1), i.e. alpha = 1, gamma = -1 (P/D = sqrt 2 for three layers);
     collinear: gamma = alpha / 2 (non-negatively collinear: zero gap);

@@ -137,7 +137,7 @@ class SquaredNuclear:
 
 def solve_dual(exp: Experiment, X: np.ndarray, Y: np.ndarray,
                solver: str = DEFAULT_SOLVER) -> DualResult:
-    """The dual of DESIGN §3 for this experiment, by CVXPY.
+    """The dual of docs/math.md §3 for this experiment, by CVXPY.
 
     interpolation, rescaled / L-th power: the SDP with bound beta t^{-(L-2)} (t = 1 for L-th power).
     interpolation, weight decay (L >= 3): D(t) = C t^{-(L-2)} with C the SDP value at t = 1, then
@@ -190,7 +190,7 @@ def solve_dual(exp: Experiment, X: np.ndarray, Y: np.ndarray,
 
 def rank_one_relu_dual(c: np.ndarray, Y: np.ndarray, bound: float,
                        solver: str = DEFAULT_SOLVER) -> tuple[float | None, str]:
-    """Dual of the three-layer ReLU net on rank-one data X = c a^T (DESIGN §4), an SOCP:
+    """Dual of the three-layer ReLU net on rank-one data X = c a^T (docs/math.md §5), an SOCP:
 
     max_Lambda tr(Lambda^T Y) s.t. ||Lambda^T c+|| <= bound, ||Lambda^T c-|| <= bound,
     with c+ = max(c, 0), c- = max(-c, 0) and bound = beta / T, T = t ||a||.

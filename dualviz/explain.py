@@ -1,4 +1,4 @@
-"""Words and formulas for a result: verdicts and DESIGN §3 with this run's numbers plugged in.
+"""Words and formulas for a result: verdicts and docs/math.md §3 with this run's numbers plugged in.
 
 Pure functions of an Experiment and numbers; the pages only display what these return.
 """
@@ -160,7 +160,7 @@ def formula_latex(exp: Experiment, sigma: Sequence[float] | None,
                   primal: float | None, dual: float | None) -> str | None:
     """The closed form of this architecture's optimal value (interpolation), numbers included,
     on two aligned lines (formula, then numbers) so it fits half a projected screen; None where
-    DESIGN §3 gives no closed form."""
+    docs/math.md §3 gives no closed form."""
     if exp.objective != "interpolation" or exp.activation != "linear" or not sigma:
         return None
     L, beta = exp.depth, exp.beta

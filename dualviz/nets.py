@@ -125,7 +125,7 @@ def _constrained_layers(regularization: str, depth: int) -> int:
 
 def end_to_end_layers(exp: Experiment, W: np.ndarray, t: float) -> list[np.ndarray] | None:
     """Layers of a linear net (this experiment's shapes) whose end-to-end map is W (d x K), at
-    the least regularizer for that map (DESIGN §3); None if the net has too few units for
+    the least regularizer for that map (docs/math.md §3); None if the net has too few units for
     rank(W). With W = sum_i s_i u_i v_i^T:
 
     standard net, one diagonal chain per singular value: layer l carries a_{l,i} with
@@ -211,7 +211,7 @@ def two_layer_relu_layers(exp: Experiment, U: np.ndarray, a: np.ndarray,
 def rank_one_parallel_layers(exp: Experiment, a: np.ndarray, alpha: np.ndarray,
                              gamma: np.ndarray) -> list[np.ndarray] | None:
     """Layers of the parallel three-layer ReLU net at its optimum on rank-one data
-    X = c a^T (||a|| = 1, DESIGN §4): one branch per side of c,
+    X = c a^T (||a|| = 1, docs/math.md §5): one branch per side of c,
 
         relu(relu(X (q a e_1^T)) s e_1) r^T = q s c+ r^T = c+ alpha^T   (and -a, c-, gamma),
 

@@ -1,7 +1,7 @@
 """Training the non-convex network: a generator of snapshots, several restarts, the best kept.
 
 Squared loss: minimise 0.5 ||f(X) - Y||_F^2 + R(W) directly.
-Interpolation: min R(W) s.t. f(X) = Y by an augmented Lagrangian (DESIGN §5)
+Interpolation: min R(W) s.t. f(X) = Y by an augmented Lagrangian (docs/math.md §7)
     A(W; Lambda, rho) = R(W) + <Lambda, f(X) - Y> + (rho/2) ||f(X) - Y||_F^2,
 minimised in W (L-BFGS with strong Wolfe line search, or Adam), then
 Lambda <- Lambda + rho (f(X) - Y), and rho grows (x RHO_GROWTH, to RHO_MAX) while the residual
@@ -80,8 +80,8 @@ class Start(enum.StrEnum):
     """Where a restart started."""
 
     RANDOM = "random"  # ~1/sqrt(fan_in) Gaussian layers, seeded by restart_seed
-    CLOSED_FORM = "closed form"  # the closed-form optimum of a linear net (DESIGN §3)
-    CONVEX = "convex solution"  # the net rebuilt from the convex program's solution (§4)
+    CLOSED_FORM = "closed form"  # the closed-form optimum of a linear net (docs/math.md §3)
+    CONVEX = "convex solution"  # the net rebuilt from the convex solution (docs/math.md §4)
 
 
 class Stop(enum.StrEnum):

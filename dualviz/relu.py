@@ -1,4 +1,4 @@
-"""The convex side of ReLU experiments (DESIGN §4): what bounds the trained nets, and how.
+"""The convex side of ReLU experiments (docs/math.md §4): what bounds the trained nets, and how.
 
 - L = 2, scalar output: the two-layer convex program over the activation patterns; exact (the
   global optimum) when every pattern is known, an upper bound of the convex optimum otherwise.

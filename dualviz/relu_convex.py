@@ -1,4 +1,4 @@
-"""The convex program of a two-layer ReLU network with scalar output (DESIGN §4).
+"""The convex program of a two-layer ReLU network with scalar output (docs/math.md §4).
 
 Pilanci & Ergen (2020). X is N x d (the caller appends a column of ones for a bias), y is a
 scalar target (N,), beta > 0. An activation pattern is D = diag(1[X g >= 0]) for some g in R^d;

@@ -1,6 +1,6 @@
 """A semismooth Newton augmented Lagrangian (SSNAL) solver for the restricted squared program.
 
-The two-layer ReLU program over a working set of columns c = 1..m (DESIGN §4 and
+The two-layer ReLU program over a working set of columns c = 1..m (docs/math.md §4 and
 :mod:`dualviz.working_set`) is
 
     (P)  min_u  0.5 ||y - sum_c J_c u_c||^2 + sum_c p_c(u_c),

@@ -450,9 +450,9 @@ def curves(points: Iterable[tuple[dict, Experiment, dict | None]], x: str,
 
 
 def theory_curves(sweep: Sweep, x: str, series: str) -> list[dict[str, Any]]:
-    """P/D = r^{(L-2)/2} (standard) and 1 (parallel) where DESIGN gives it: deep linear nets,
-    interpolation, rescaled or L-th power regularization, equal singular values, the x axis
-    or the series being depth and target rank."""
+    """P/D = r^{(L-2)/2} (standard) and 1 (parallel) where the theory gives it (docs/math.md
+    §3.2): deep linear nets, interpolation, rescaled or L-th power regularization, equal
+    singular values, the x axis or the series being depth and target rank."""
     from .theory import equal_spectrum_ratio
 
     base = sweep.base

@@ -1,7 +1,7 @@
 """The paper's taxonomy, every cell computed by the app's own solvers on a small instance.
 
 Standard / parallel x linear / ReLU x L = 2 / L >= 3. Linear cells use the public instance HA
-of DESIGN §6 (interpolation, rescaled regularization, beta = t = 1): the closed forms and the
+of docs/math.md §9 (interpolation, rescaled regularization, beta = t = 1): the closed forms and the
 CVXPY dual. ReLU cells: two layers on 12 points of a 1-D regression (the convex program over
 all patterns, certified by the working-set solver: its lower and upper bounds meet), three
 layers on rank-one data with a sign-changing target (the closed forms and the SOCP dual).

@@ -1,6 +1,6 @@
 """Closed forms for deep linear networks (numpy and scipy only).
 
-Notation (DESIGN §2): X is N x d, Y is N x K, W* = pinv(X) Y with singular values sigma,
+Notation (docs/math.md §1): X is N x d, Y is N x K, W* = pinv(X) Y with singular values sigma,
 beta > 0, depth L >= 2, t the norm bound of the first L - 2 layers under the rescaled
 regularization. Every formula here was checked against training and CVXPY (tests/).
 """
@@ -326,7 +326,7 @@ def dual_label(exp: Experiment) -> str:
 
 
 def closed_form(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ClosedForm:
-    """Dispatch DESIGN §3 on the experiment (deep linear networks only)."""
+    """Dispatch docs/math.md §3 on the experiment (deep linear networks only)."""
     label = dual_label(exp)
     if exp.activation != "linear":
         return ClosedForm(None, None, None, label, ("closed forms exist for linear nets only",))
@@ -388,13 +388,13 @@ def _squared(exp, X, Y, L, beta, t, capacity, label) -> ClosedForm:
 
 
 # --------------------------------------------------------------------------------------------
-# Three-layer ReLU nets on rank-one data (DESIGN §4)
+# Three-layer ReLU nets on rank-one data (docs/math.md §5)
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RankOneThreeLayer:
-    """Three-layer ReLU nets, rescaled, interpolation, on rank-one data X = c a^T (DESIGN §4).
+    """Three-layer ReLU nets, rescaled, interpolation, on rank-one data X = c a^T (docs/math.md §5).
 
     feasible: Y = c+ alpha^T + c- gamma^T (the only targets a ReLU net without bias can fit);
     alpha, gamma: the targets of the samples with c_i > 0 and c_i < 0 (shape (K,));
@@ -513,7 +513,7 @@ def rank_one_opposed_value(alpha, gamma, T: float) -> tuple[float, float]:
 
 def rank_one_three_layer(c, a, Y, beta: float, t: float, tol: float = 1e-9) -> RankOneThreeLayer:
     """Standard and parallel three-layer ReLU nets (no bias), rescaled, interpolating
-    Y from X = outer(c, a): DESIGN §4.
+    Y from X = outer(c, a): docs/math.md §5.
 
     f_standard(X) = relu(relu(X W_1) W_2) W_3, ||W_1||_F <= t, cost (beta/2)(||W_2||^2 + ||W_3||^2);
     the parallel net sums branches relu(relu(X W_{1j}) w_{2j}) w_{3j} with the same costs.
@@ -605,7 +605,7 @@ def _rank_one_text(c, alpha, gamma, T, beta, dual, standard, theta) -> str:
 
 def equal_spectrum_ratio(rank: int, depth: int, arch: str) -> float:
     """P/D for interpolation with the rescaled (or L-th power) regularization when W* has r
-    equal singular values sigma (DESIGN §3, §6):
+    equal singular values sigma (docs/math.md §3.2):
 
         standard:  P / D = ||W*||_{S_{2/L}} / ||W*||_* = (r sigma^{2/L})^{L/2} / (r sigma)
                          = r^{(L-2)/2}

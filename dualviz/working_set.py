@@ -1,4 +1,4 @@
-"""A certified working-set solver for the two-layer ReLU convex program (DESIGN §4).
+"""A certified working-set solver for the two-layer ReLU convex program (docs/math.md §4).
 
 The program over patterns D_1..D_P (see :mod:`dualviz.relu_convex`) is, writing every
 variable as a *column* c = (i, s) with pattern i, sign s = +1 (a v_i) or -1 (a w_i), and cone

@@ -252,7 +252,7 @@ def test_rank_above_three_is_refused():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_plane_with_bias_has_381_patterns_at_n20(seed):
-    """DESIGN §4: N = 20 points in general position in R^2 plus bias give 381 patterns.
+    """docs/math.md §4: N = 20 points in general position in R^2 plus bias give 381 patterns.
 
     pattern_bound(20, 3) = 2 (1 + 19 + 171) = 382 open cones, which include the all-zero
     cone (g = -e_bias); removing it leaves 381.

@@ -27,7 +27,7 @@ from dualviz.config import KNOBS, Experiment
 ROOT = Path(__file__).parents[1]
 FAST = ["--iterations", "300", "--restarts", "1"]
 
-# DESIGN §6, instance HA.
+# docs/math.md §9, instance HA.
 HA_X = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1]]
 HA_Y = [[2, 0], [0, 1], [1, 1]]
 HA_SIGMA = (2.14035951, 1.19115959)
@@ -278,7 +278,7 @@ def test_override_does_not_inherit_the_query_s_clamping() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# DESIGN §6, instance HA, from files
+# docs/math.md §9, instance HA, from files
 # ---------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""DESIGN §6 reproduced three ways (closed form, CVXPY, training), and the paper's contrasts."""
+"""docs/math.md §9 reproduced three ways (closed form, CVXPY, training), and the paper's
+contrasts."""
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ HA_Y = np.array([[2, 0], [0, 1], [1, 1.0]])
 HC_X = np.vstack([np.eye(3), np.zeros((2, 3))])
 HC_Y = np.array([[3, 0], [0, 1], [0, 0], [1, 1], [2, 0.0]])
 
-# (regularization, beta, t, L, P, D) from DESIGN §6
+# (regularization, beta, t, L, P, D) from docs/math.md §9
 HA_CASES = [
     ("rescaled", 1.0, 1.0, 2, 3.3315191000, 3.3315191000),
     ("rescaled", 1.0, 1.0, 3, 4.6464895083, 3.3315191000),

@@ -1,4 +1,5 @@
-"""Three-layer ReLU nets on rank-one data X = c a^T (DESIGN §4): closed forms, CVXPY, training.
+"""Three-layer ReLU nets on rank-one data X = c a^T (docs/math.md §5): closed forms, CVXPY,
+training.
 
 The closed forms are checked three ways: the 1-D minimisation over theta against its closed
 form (alpha.gamma <= 0) and against the stationarity quartic in x = tan(theta); Phi and D
@@ -56,7 +57,7 @@ def rel(a, b):
 
 
 def test_sign_changing_scalar_target_gives_sqrt2():
-    # DESIGN §4: y = c with c of both signs: alpha = 1, gamma = -1, P/D = sqrt(2).
+    # docs/math.md §5: y = c with c of both signs: alpha = 1, gamma = -1, P/D = sqrt(2).
     for beta, t in ((1.0, 1.0), (0.3, 2.5)):
         r = rank_one_three_layer(C_MIXED, A, C_MIXED, beta, t)
         assert r.feasible and not r.zero_gap

@@ -1,4 +1,4 @@
-"""The two-layer ReLU convex program (DESIGN §4) against its rebuilt networks and training.
+"""The two-layer ReLU convex program (docs/math.md §4) against its rebuilt networks and training.
 
 Activation patterns come from brute force here. For 1-D points x_i with a bias column,
 X u = u_1 x + u_0 is positive on one side of a threshold, so the patterns are the 2N sets
@@ -200,7 +200,7 @@ def test_convex_value_is_below_every_trained_value(data):
 
 
 def test_wide_training_reaches_the_convex_value():
-    """DESIGN §4: with m = 50 neurons training reaches the global optimum (1-D data)."""
+    """docs/math.md §4: with m = 50 neurons training reaches the global optimum (1-D data)."""
     result, X, y = convex("line")
     for seed in (0, 1):
         assert rel(trained(X, y, 50, seed, restarts=10), result.value) < 1e-3

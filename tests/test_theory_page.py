@@ -11,7 +11,7 @@ def test_every_cell_has_the_verdict_of_the_paper():
     assert len(table) == 8
     gaps = {key for key, cell in table.items() if not cell.zero_gap}
     assert gaps == {("standard", "linear", 3), ("standard", "ReLU", 3)}
-    # DESIGN §6 (HA, rescaled, beta = t = 1, L = 3) and the rank-one sqrt(2)
+    # docs/math.md §9 (HA, rescaled, beta = t = 1, L = 3) and the rank-one sqrt(2)
     assert table[("standard", "linear", 3)].primal == pytest.approx(4.6464895083, abs=1e-9)
     assert table[("standard", "linear", 3)].dual == pytest.approx(3.3315191000, abs=1e-7)
     assert table[("standard", "ReLU", 3)].ratio == pytest.approx(2 ** 0.5, rel=1e-7)
