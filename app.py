@@ -42,7 +42,7 @@ dual = interpolation_rescaled_dual(sigma, 1.0, 1.0, depth)
 with right:
     a, b, c = st.columns(3)
     a.metric("Standard net, P", f"{primal:.4f}")
-    b.metric("Dual D = parallel net", f"{dual:.4f}")
+    b.metric("D (lower bound) = parallel net", f"{dual:.4f}")
     c.metric("P / D", f"{primal / dual:.4f}")
     if primal / dual > 1 + 1e-12:
         st.info(f"Positive gap: depth {depth} with a rank-{rank} target. Try L = 2 or rank 1.")

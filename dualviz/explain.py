@@ -60,6 +60,7 @@ class LiveReadout:
         self.final = False
         self.best_feasible: float | None = None
         self.best_infeasible: tuple[float, float] | None = None  # (value, residual)
+        self.explanation: str | None = None  # what the final value is (the result's words)
 
     def bounds(self, bounds: dict | None, result: dict | None) -> None:
         source = result or bounds or {}
@@ -69,7 +70,12 @@ class LiveReadout:
         self.dual_label = closed.get("dual_label") or "D"
         if result is not None:
             self.final = True
-            self.final_primal = (result.get("primal") or {}).get("value")
+            primal = result.get("primal") or {}
+            self.final_primal = primal.get("value")
+            infeasible = primal.get("best_infeasible") or {}
+            if infeasible.get("residual") is not None:
+                self.best_infeasible = (infeasible.get("value"), infeasible["residual"])
+            self.explanation = primal.get("explanation")
 
     def add(self, snapshots: Sequence[Snapshot]) -> None:
         for s in snapshots:
@@ -89,9 +95,10 @@ class LiveReadout:
         primal = self.primal
         if primal is not None:
             p_text = f"{primal:.7g}"
-        elif self.best_infeasible is not None and not self.final:
+        elif self.best_infeasible is not None:
             value, residual = self.best_infeasible
-            p_text = f"{value:.7g} (not feasible: residual {residual:.1e})"
+            p_text = (f"not interpolated: residual {residual:.1e}" if self.final else
+                      f"{value:.7g} (not feasible yet: residual {residual:.1e})")
         else:
             p_text = "n/a"
         gap = None if primal is None or self.dual is None else primal - self.dual
@@ -106,43 +113,73 @@ class LiveReadout:
         return {"dual": self.dual, "closed": self.closed, "dual_label": self.dual_label}
 
 
+def _within(a: float, b: float, tol: float) -> bool:
+    return abs(a - b) <= tol * max(abs(b), 1e-12)
+
+
 def gap_verdict(primal: float | None, dual: float | None, closed_primal: float | None = None,
-                tol: float = ZERO_GAP_TOL) -> str:
-    """One line: zero or positive gap, with the numbers; where a closed form exists, say when
-    training stopped above the optimum (a local minimum, or too few iterations or branches)."""
-    if primal is not None and dual is None:
-        return (f"no dual here: P = {primal:.4f} is an upper bound on this network's optimum "
+                explanation: str | None = None) -> str:
+    """One line on the duality gap, its direction and its tolerance stated (docs/math.md §8).
+
+    D is a lower bound on the network's optimum P* (weak duality) and a trained P an upper
+    bound on it. Where theory gives P* (a closed form, a certified convex program), the gap is
+    P* - D, compared to EXACT_GAP_TOL, and training is judged against P* separately; where it
+    does not, P - D bounds the gap from above, compared to TRAINED_GAP_TOL. explanation: what
+    the trained value is (the result's primal explanation)."""
+    if dual is None:
+        if primal is None:
+            return "no verdict yet: neither the trained value nor a dual is available"
+        return (f"no dual here: P = {primal:.6g} is an upper bound on this network's optimum "
                 "(training finds a feasible point, not a certificate)")
-    if primal is None or dual is None:
-        return "no verdict yet: " + ("the primal is not available" if primal is None
-                                     else "the dual is not available")
+    if closed_primal is not None:
+        gap = closed_primal - dual
+        if _within(closed_primal, dual, EXACT_GAP_TOL):
+            verdict = (f"zero duality gap: the optimum P* = D = {dual:.7g} "
+                       f"(|P* - D| < {EXACT_GAP_TOL:g} D)")
+        elif gap > 0:
+            verdict = (f"positive duality gap: P* - D = {gap:.6g} "
+                       f"({relative_text(gap, dual, EXACT_GAP_TOL)}), P* from theory")
+        else:
+            verdict = (f"D = {dual:.7g} exceeds the exact optimum P* = {closed_primal:.7g} by "
+                       f"{-gap:.3g}, which weak duality forbids: the dual solve is inaccurate")
+        if primal is None:
+            return verdict + "; " + (explanation or "training did not reach a feasible point")
+        if _within(primal, closed_primal, TRAINED_GAP_TOL):
+            return verdict + f"; training reached it (P = {primal:.7g})"
+        if primal > closed_primal:
+            return verdict + "; " + (explanation or (
+                f"training stopped at P = {primal:.7g}, "
+                f"{100 * (primal - closed_primal) / abs(closed_primal):.3g}% above it: a local "
+                "minimum, or too few iterations or branches"))
+        return verdict + f"; the trained P = {primal:.7g} lies below it within its tolerance"
+    if primal is None:
+        return "no verdict yet: " + (explanation or "training has not reached a feasible point")
     gap = primal - dual
-    relative = gap / abs(dual) if dual else float("inf")
-    if abs(relative) <= tol:
-        return f"zero duality gap: P - D = {gap:.2e} ({relative:.1e} of D)"
+    if _within(primal, dual, TRAINED_GAP_TOL):
+        return (f"zero duality gap within training's accuracy: |P - D| = {abs(gap):.1e} < "
+                f"{TRAINED_GAP_TOL:g} D")
     if gap < 0:
-        return (f"P below D by {-gap:.4f}: the primal is not feasible enough yet, or the dual "
-                "solve is inaccurate")
-    stuck = (closed_primal is not None
-             and (primal - closed_primal) > tol * max(abs(closed_primal), 1e-12))
-    if stuck and abs(closed_primal - dual) <= tol * abs(dual):
-        return (f"zero duality gap in theory (closed-form P = D = {dual:.4f}), but training "
-                f"stopped {gap:.4f} above it: a local minimum, or too few iterations or branches")
-    verdict = f"positive duality gap: P - D = {gap:.4f} ({100 * relative:.2f}% of D)"
-    if stuck:
-        verdict += (f"; training stopped {primal - closed_primal:.4f} above the closed-form "
-                    f"optimum {closed_primal:.4f}")
-    return verdict
+        return (f"the trained P lies {-gap:.3g} below the lower bound D, which weak duality "
+                "forbids for a feasible point: a numerical inaccuracy of the dual solve")
+    return (f"P - D = {gap:.6g} ({relative_text(gap, dual)}): the duality gap is at most this "
+            "(P is trained: an upper bound on the optimum)")
 
 
-def certificate_sentence(certificate: dict | None) -> str:
+def certificate_sentence(certificate: dict | None, complete: bool = True) -> str:
     """What the convex solver proved, in one sentence: "certified optimal to X" with the
-    bracket, or the bracket alone when the certificate is not tight; never a bare number."""
+    bracket, or the bracket alone when the certificate is not tight; never a bare number.
+    complete=False (sampled patterns): the bracket is that of the program over the sampled
+    patterns, whose upper end (a network attains it) bounds the network's optimum from above;
+    the lower end bounds only the restricted program."""
     if not certificate:
         return "no certificate: the convex solver returned no solution"
     lower, upper = certificate["lower"], certificate["upper"]
     relative = certificate["relative_gap"]
-    bracket = f"the optimum lies in [{lower:.12g}, {upper:.12g}]"
+    what = "the optimum" if complete else "the optimum of the program over these patterns"
+    bracket = f"{what} lies in [{lower:.12g}, {upper:.12g}]"
+    if not complete:
+        bracket += (f"; {upper:.12g} is an upper bound on the network's optimum (a network "
+                    "attains it), the lower end bounds only the restricted program")
     residual = certificate.get("residual") or 0.0
     fit = f"; the network fits y to a relative residual of {residual:.1e}" if residual else ""
     if certificate["certified"]:
@@ -169,8 +206,11 @@ def formula_latex(exp: Experiment, sigma: Sequence[float] | None,
         numbers = f"\\tfrac{{{L} \\cdot {beta:g}}}{{2}} ({powers}) = {_num(primal)}"
         if exp.arch == "standard":
             return _two_lines("P", "\\tfrac{L\\beta}{2} \\sum_i \\sigma_i^{2/L}", numbers)
+        # equal exactly when the closed forms agree (L = 2 or rank(W*) <= 1)
+        relation = "=" if primal is not None and dual is not None and \
+            _within(primal, dual, EXACT_GAP_TOL) else ">"
         return _two_lines("P_{\\text{parallel}}",
-                          f"P_{{\\text{{standard}}}} \\;>\\; D = {_num(dual)}", numbers)
+                          f"P_{{\\text{{standard}}}} \\;{relation}\\; D = {_num(dual)}", numbers)
     scale = (f"{beta:g} \\cdot {exp.t:g}^{{-{L - 2}}}" if exp.regularization == "rescaled"
              else f"{beta:g}")
     symbol = "\\beta t^{-(L-2)}" if exp.regularization == "rescaled" else "\\beta"

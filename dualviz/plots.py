@@ -121,6 +121,14 @@ def restart_series(snapshots: Sequence[Snapshot], dual: float | None, interpolat
     return out
 
 
+def restart_labels(snapshots: Sequence[Snapshot]) -> dict[int, str]:
+    """How each restart that did not start at random started ("from the closed form"): its
+    legend says so, so that a curve starting at the optimum is never read as training that
+    found it."""
+    return {s.restart: f"from the {s.start}" for s in snapshots
+            if getattr(s, "start", "random") != "random"}
+
+
 def restart_trace(restart: int, name: str, label: str = "",
                   style: FigureStyle = SCREEN) -> dict:
     """The trace that draws series `name` of one restart (its color is the restart's)."""
@@ -167,13 +175,14 @@ def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
     labelled lines. Below (log scales): the excess P - D of feasible iterates, and for
     interpolation the residual with its tolerance. labels: restart -> how it started."""
     thinned = [s for snaps in by_restart(snapshots).values() for s in thin(snaps)]
+    labels = {**restart_labels(snapshots), **(labels or {})}
     traces: list[dict] = []
     for restart, series in sorted(restart_series(thinned, dual, interpolation, floor).items()):
         for name in RESTART_SERIES:
             if (name == "excess" and dual is None) or (name == "residual"
                                                        and not interpolation):
                 continue
-            trace = restart_trace(restart, name, (labels or {}).get(restart, ""), style)
+            trace = restart_trace(restart, name, labels.get(restart, ""), style)
             traces.append({**trace, "x": series[name][0], "y": series[name][1]})
     shapes, notes = objective_layout(dual, closed_primal, dual_label, style)
     domains = ([0.52, 1.0], [0.27, 0.45], [0.0, 0.2]) if interpolation else \

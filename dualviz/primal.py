@@ -497,6 +497,9 @@ def _verdict(value: float, best: RestartResult, ref: float | None, kind: str | N
                 text += (f"; the best random restart stopped at {best_random:.6g}, "
                          f"{_percent(best_random, ref)} above it (a local minimum or too few "
                          "iterations)")
+            else:  # said even when close: a lecture shows what training from scratch does
+                text += (f"; the best random restart reached {best_random:.7g} "
+                         f"({_percent(best_random, ref)} above it)")
         return PrimalStatus.OPTIMAL, text
     if excess < 0:
         return PrimalStatus.BELOW_REFERENCE, (

@@ -250,7 +250,7 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-RESTART_COLUMNS = ("restart", "value", "residual", "iterations", "feasible")
+RESTART_COLUMNS = ("restart", "start", "value", "residual", "iterations", "feasible")
 
 
 def result_csv(result: dict[str, Any]) -> str:

@@ -28,7 +28,14 @@ from typing import Any
 
 from . import explain
 from .config import Experiment
-from .plots import by_restart, objective_layout, restart_series, spectrum_points, thin
+from .plots import (
+    by_restart,
+    objective_layout,
+    restart_labels,
+    restart_series,
+    spectrum_points,
+    thin,
+)
 from .primal import Snapshot
 from .store import FINAL, JobRecord, Store, StoreError
 
@@ -122,6 +129,7 @@ class Feed:
         return {"seq": seq,
                 "restarts": restart_series(thinned, dual, self.interpolation,
                                            explain.excess_floor(dual), before),
+                "labels": restart_labels(snapshots),
                 "vectors": {"learned": spectrum_points(final.singular_values),
                             "layers": final.layer_singular_values, "trained": final.probe},
                 "readout": self.readout.shown() if self.readout else {}}

@@ -32,6 +32,7 @@ from typing import Any
 from . import limits
 from .config import KNOBS_BY_KEY, KNOBS_BY_NAME, ConfigError, Experiment, parse_knob
 from .data import Dataset
+from .explain import TRAINED_GAP_TOL
 from .store import Store
 
 SCHEDULER_ENV = "DUALVIZ_DASK_SCHEDULER"
@@ -422,7 +423,9 @@ def curves(points: Iterable[tuple[dict, Experiment, dict | None]], x: str,
            series: str) -> list[dict[str, Any]]:
     """Mean, min and max over seeds of P/D and P - D, per (arch, series value), against x.
 
-    Points without a feasible primal or a dual are left out (counted in `missing`)."""
+    Points without a feasible primal or a dual are left out (counted in `missing`). A gap
+    within the zero-gap tolerance of a trained value (explain.TRAINED_GAP_TOL of D) is drawn
+    as exactly 0 (and P/D as 1), not as a scatter of rounding errors."""
     groups: dict[tuple, dict[Any, list[tuple[float, float]]]] = {}
     missing: dict[tuple, int] = {}
     for coords, exp, result in points:
@@ -432,8 +435,10 @@ def curves(points: Iterable[tuple[dict, Experiment, dict | None]], x: str,
         if primal is None or dual is None or dual == 0:
             missing[key] = missing.get(key, 0) + 1
             continue
-        groups.setdefault(key, {}).setdefault(coords[x], []).append((primal / dual,
-                                                                     primal - dual))
+        gap = primal - dual
+        if abs(gap) <= TRAINED_GAP_TOL * abs(dual):  # a zero gap, stated once (§8): exactly 0
+            gap = 0.0
+        groups.setdefault(key, {}).setdefault(coords[x], []).append((1.0 + gap / dual, gap))
     out = []
     for (arch, value), by_x in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         xs = sorted(by_x)

@@ -46,7 +46,8 @@ class Cell:
     def row(self) -> dict[str, str]:
         return {"architecture": self.arch, "activation": self.activation,
                 "depth": "L = 2" if self.depth == 2 else f"L >= 3 (here {self.depth})",
-                "P": f"{self.primal:.6f}", "D": f"{self.dual:.6f}", "P / D": f"{self.ratio:.6f}",
+                "P (the net's optimum)": f"{self.primal:.6f}",
+                "D (lower bound on P)": f"{self.dual:.6f}", "P / D": f"{self.ratio:.6f}",
                 "verdict": "zero gap" if self.zero_gap else "positive gap",
                 "computed by": self.how, "seconds": f"{self.seconds:.2f}"}
 
@@ -107,7 +108,8 @@ FORMULAS: tuple[tuple[str, str], ...] = (
     (r"\min_{v_i, w_i \in \mathcal{K}_i} \tfrac12 \Big\| \sum_i D_i X (v_i - w_i) - y "
      r"\Big\|^2 + \beta \sum_i \big(\|v_i\| + \|w_i\|\big)",
      "Two-layer ReLU nets: over all activation patterns D_i this convex program is the "
-     "network's global optimum (Pilanci & Ergen), so there is no gap."),
+     "network's global optimum for enough neurons (as many as the solution's nonzero v_i and "
+     "w_i; Pilanci & Ergen), so there is no gap."),
     (r"D = \frac{\beta}{T}\big(\|\alpha\| + \|\gamma\|\big), \qquad P = D \iff "
      r"\alpha, \gamma \text{ non-negatively collinear}",
      "Three ReLU layers on rank-one data X = c a^T: the parallel net reaches D; the standard "

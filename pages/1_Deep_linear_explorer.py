@@ -18,7 +18,7 @@ st.caption("Training (PyTorch) against the dual (CVXPY + Clarabel) and the close
 LINEAR_ONLY = {"activation": "linear", "dataset": "low-rank"}
 exp, notes = state.experiment_controls(
     {k.name for k in KNOBS} - {"data", "regression_target", "rank_one_target", "relu_solver",
-                               *LINEAR_ONLY},
+                               "bias", *LINEAR_ONLY},
     fixed=LINEAR_ONLY)
 state.show_notes(notes)
 uploaded = explorer.data_source(exp)

@@ -12,9 +12,10 @@ st.set_page_config(page_title="ReLU networks · dualviz", layout="wide")
 st.title("ReLU networks: convex programs and duality")
 st.caption(
     "Two layers (L = 2, scalar output): the convex program over all activation patterns is "
-    "the global optimum of the network. Three layers on rank-one data X = c a^T: closed forms "
-    "for the standard net and the dual. Deeper nets: training only, and every number says "
-    "which way it bounds.")
+    "the global optimum of the network (for enough neurons). Three layers on rank-one data "
+    "X = c a^T: closed forms for the standard net and the dual. Deeper nets: training only. "
+    "Every number says which way it bounds: a dual or convex value D is a lower bound on the "
+    "network's optimum, a trained value an upper bound.")
 
 # A first visit starts on the two-layer convex program with 1-D data.
 START = {"dataset": "regression", "d": 1, "n": 20, "depth": 2, "objective": "squared",
@@ -57,7 +58,8 @@ def notes(exp, now):
         solver = relu.get("solver") or {}
         st.info(f"{patterns['message']} Convex program ({relu['convex_label']}), solved by "
                 f"{solver.get('method', 'n/a')} in {solver.get('seconds', 0):.2f} s: "
-                f"{explain.certificate_sentence(relu.get('certificate'))}. The network rebuilt "
+                f"{explain.certificate_sentence(relu.get('certificate'), patterns['complete'])}"
+                f". The network rebuilt "
                 f"from it has {relu['active_neurons']} neurons.")
     if relu.get("rank_one"):
         st.markdown("**Why (rank-one data).** " + relu["rank_one"]["explanation"])

@@ -15,11 +15,13 @@ st.title("Gap curves: where the duality gap opens")
 st.caption(
     "Every point is a full run (training, dual, closed forms), stored as it completes: a "
     "stopped sweep resumes where it was, and single runs of the same settings reuse it. "
-    "Solid lines: standard nets; dotted: parallel nets; dashed black: theory.")
+    "Solid lines: standard nets; dotted: parallel nets; dashed black: theory. D is a lower "
+    "bound on P (weak duality), so P/D >= 1; a gap within the zero-gap tolerance (1e-4 of D) "
+    "is drawn as 0.")
 
 START = {"n": 12, "d": 6, "k": 4, "x_rank": 4, "iterations": 300, "restarts": 2}
 base, notes = state.experiment_controls(
-    {k.name for k in KNOBS} - {"data", "arch", "activation", "relu_solver", "dataset",
+    {k.name for k in KNOBS} - {"data", "arch", "activation", "relu_solver", "bias", "dataset",
                                "regression_target", "rank_one_target"},
     fixed={"activation": "linear", "dataset": "low-rank"}, defaults=START,
     keep=sweeps.SETTING_KEYS)

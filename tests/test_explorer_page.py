@@ -158,6 +158,10 @@ def test_result_csv_has_one_row_per_restart():
 
     result = cli(Experiment(iterations=30, restarts=3, depth=2).to_query())
     lines = result_csv(result).strip().splitlines()
-    assert lines[0] == "hash,P,D,gap,relative_gap,restart,value,residual,iterations,feasible"
-    assert len(lines) == 4 and all(line.startswith(result["experiment"]["hash"])
+    assert lines[0] == ("hash,P,D,gap,relative_gap,restart,start,value,residual,iterations,"
+                        "feasible")
+    restarts = result["primal"]["restarts"]
+    assert len(restarts) == 4  # three random ones, and one from the closed form (labelled)
+    assert [r["start"] for r in restarts] == ["random"] * 3 + ["closed form"]
+    assert len(lines) == 5 and all(line.startswith(result["experiment"]["hash"])
                                    for line in lines[1:])

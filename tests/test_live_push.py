@@ -82,6 +82,36 @@ def test_the_curve_grows_in_the_browser_while_the_job_runs(server, page):
     assert not dialogs
 
 
+def test_no_feasible_point_is_drawn_below_the_dual_on_the_parallel_preset(server, page):
+    """Weak duality, as drawn: the solid (feasible) curve never dips below D; iterates that
+    are not yet feasible are drawn faded and may (their value bounds nothing)."""
+    from dualviz.presets import PRESETS
+
+    tab, _ = page
+    preset = next(p for p in PRESETS if p.title == "A parallel net closes it")
+    exp = Experiment.from_values(preset.query)[0]
+    tab.goto(explorer_url(server.url, exp.to_query()))
+    faded_below = False
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        state = wait_for_state(tab, lambda s: s.caption is not None
+                               and s.caption.hash == exp.hash, 60, what="the panel")
+        dual = state.metric("D (lower bound")
+        if dual is not None:
+            for trace in tab.evaluate(FIGURE_DATA_JS) or []:
+                series = (trace["meta"] or {}).get("series")
+                ys = [y for y in trace["y"] if y is not None]
+                if series == "feasible":
+                    assert all(y >= dual * (1 - 1e-6) for y in ys), (dual, min(ys))
+                elif series == "infeasible" and ys and min(ys) < dual:
+                    faded_below = True
+        if state.caption.done and state.caption.other_status.startswith("done"):
+            break
+        time.sleep(0.3)
+    assert state.caption.done
+    assert faded_below, "the augmented Lagrangian's early iterates lie below D (drawn faded)"
+
+
 def test_a_reload_mid_run_reattaches_without_duplicated_points(server, page):
     tab, _ = page
     exp = RUN.replace(seed=11)[0]

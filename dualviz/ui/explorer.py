@@ -26,10 +26,6 @@ Figures = Callable[[Experiment, explain.Readout, list[Snapshot], Experiment, lis
                     Dataset | None, FigureStyle], list[Figure]]
 
 
-def fmt(value: float | None, digits: int = 6) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 _UPLOAD_NAMES = "_dualviz_upload_names"  # digest -> the file name this session uploaded
 
 
@@ -194,9 +190,12 @@ def comparison(exp: Experiment, counterpart: Experiment, featured: JobView,
         with columns[experiment.arch]:
             reading = explain.readout(experiment, view.record.bounds, view.record.result,
                                       live.snapshots(view))
-            st.markdown(f"**{experiment.arch.capitalize()} net** — "
-                        f"P = {fmt(reading.primal, 4)}, D = {fmt(reading.dual, 4)}")
-            verdict = explain.gap_verdict(reading.primal, reading.dual, reading.closed_primal)
+            shown = reading.shown()
+            st.markdown(f"**{experiment.arch.capitalize()} net**: {shown['P_label']} = "
+                        f"{shown['P']}, D (lower bound on P) = {shown['D']}")
+            explanation = ((view.record.result or {}).get("primal") or {}).get("explanation")
+            verdict = explain.gap_verdict(reading.primal, reading.dual, reading.closed_primal,
+                                          explanation)
             (st.success if verdict.startswith("zero") else st.info)(verdict)
             formula = explain.formula_latex(experiment, reading.target_spectrum,
                                             reading.closed_primal, reading.closed_dual)

@@ -83,7 +83,9 @@ function flush(root) {
         trace.meta = { ...trace.meta, ...slot.match };
         trace.line = { ...trace.line, color };
         trace.legendgroup = String(slot.match.restart);
-        trace.name = trace.name.replace("{restart}", String(slot.match.restart + 1));
+        const label = (dv.labels || {})[slot.match.restart];
+        trace.name = trace.name.replace("{restart}", String(slot.match.restart + 1) +
+                                        (label ? ` (${label})` : ""));
         Plotly.addTraces(gd, trace);
         index = gd.data.length - 1;
       }
@@ -124,6 +126,7 @@ function flush(root) {
 
 function onBatch(root, streamIndex, batch) {
   const dv = root.__dv;
+  if (streamIndex === dv.data.featured) dv.labels = { ...(dv.labels || {}), ...(batch.labels || {}) };
   for (const [figureId, spec] of Object.entries(dv.figures)) {
     if (spec.stream !== streamIndex && !(spec.streams || []).includes(streamIndex)) continue;
     const update = { extend: {}, replace: {} };
