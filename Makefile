@@ -30,7 +30,7 @@ test: $(STAMP) lint
 
 # The inner loop (under 3 minutes): no browser, no server, nothing marked slow.
 test-fast: $(STAMP) lint
-	$(PYTEST) -m "not browser and not slow"
+	$(PYTEST) -m "not browser and not server and not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_linear.py

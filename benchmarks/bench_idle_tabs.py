@@ -18,22 +18,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_support import (  # noqa: E402
-    explorer_url,
-    launch_chromium,
-    streamlit_server,
-    wait_for_state,
-)
 from playwright.sync_api import sync_playwright  # noqa: E402
+
+from dualviz.testing import explorer_url, launch_chromium, streamlit_server, wait_for_state  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 GAP = "/Gap_curves"

@@ -2,11 +2,11 @@
 
 A plain script (``make bench``), not a test. For a few experiments it times
 
-* the closed form (:func:`dualviz.theory.closed_form`): the floor, median of many calls;
-* the CVXPY dual (:func:`dualviz.dual.solve_dual`): median of a few calls, each compiling anew
-  as the app's jobs do;
-* training (:func:`dualviz.primal.train`) to its end: total time, time to the first snapshot
-  (the initial one, iteration 0) and to the first snapshot after an optimizer step,
+* the closed form (:func:`dualviz.linear.programs.closed_form`): the floor, median of many calls;
+* the CVXPY dual (:func:`dualviz.linear.programs.solve_dual`): median of a few calls, each
+  compiling anew as the app's jobs do;
+* training (:func:`dualviz.training.primal.train`) to its end: total time, time to the first
+  snapshot (the initial one, iteration 0) and to the first snapshot after an optimizer step,
   iterations per second (the ``iteration`` of each restart's last snapshot, summed, over the
   training time) and snapshots per second;
 
@@ -26,7 +26,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import cvxpy
 import numpy as np
@@ -34,13 +33,10 @@ import scipy
 import torch
 
 # A plain script: make the repository's package importable without installing it.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from dualviz.config import Experiment
-from dualviz.dual import solve_dual
-from dualviz.primal import RESIDUAL_TOL, train
+from dualviz.linear.programs import closed_form, solve_dual
 from dualviz.runner import dataset_for
-from dualviz.theory import closed_form
+from dualviz.training.primal import RESIDUAL_TOL, train
 
 LARGE = {"n": 200, "d": 50, "k": 10, "x_rank": 50, "target_rank": 5, "width": 16}
 CASES: tuple[tuple[str, Experiment], ...] = (

@@ -40,10 +40,11 @@ from typing import Any
 
 # A plain script: make the repository's package and the browser helpers importable.
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_support import (  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from dualviz.config import Experiment  # noqa: E402
+from dualviz.testing import (  # noqa: E402
     CHROMIUM,
     explorer_url,
     launch_chromium,
@@ -55,9 +56,6 @@ from browser_support import (  # noqa: E402
     wait_for_settled,
     wait_for_state,
 )
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from dualviz.config import Experiment  # noqa: E402
 
 RUN_TIMEOUT = 180.0  # seconds for one job pair to finish
 

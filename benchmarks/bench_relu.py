@@ -10,9 +10,9 @@ pattern that 10^6 Gaussian gates find), and solves
 
 three times over the SAME gates:
 
-* working set: :func:`dualviz.working_set.solve_working_set` (the app's solver), certified to
+* working set: :func:`dualviz.relu.working_set.solve_working_set` (the app's solver), certified to
   a relative gap of 1e-8; its value is the upper end of the certified bracket;
-* Clarabel: :func:`dualviz.relu_convex.two_layer_convex` (CVXPY + Clarabel, tolerances 1e-10),
+* Clarabel: :func:`dualviz.relu.convex.two_layer_convex` (CVXPY + Clarabel, tolerances 1e-10),
   compiling anew;
 * pyscnn: ``scnn.solvers.AL`` on ``ConvexReLU(G)`` with lam = beta / N (its squared loss is
   divided by N), float64, no unitizing. It reorders the gates and tests X g > 0 strictly, so
@@ -39,19 +39,15 @@ import multiprocessing as mp
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 # A plain script: make the repository's package importable without installing it.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dualviz.arrangements import with_bias
-from dualviz.relu_convex import two_layer_convex
-from dualviz.working_set import solve_working_set
+from dualviz.relu.convex import two_layer_convex
+from dualviz.relu.patterns import with_bias
+from dualviz.relu.working_set import solve_working_set
 
 INSTALL = ".venv/bin/pip install --no-deps pyscnn linalg-backends opt-einsum tqdm"
 # (N, d, patterns); None: every pattern ALL_GATES Gaussian gates find

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import tempfile
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dualviz.config import Experiment
-from dualviz.store import Store
-from dualviz.sweep import Sweep, local_executor, run_sweep
+from dualviz.service.store import Store
+from dualviz.service.sweeps import local_executor, run_sweep
+from dualviz.sweep import Sweep
 
 BASE = Experiment(n=40, d=10, k=6, x_rank=8, iterations=400, restarts=2)
 GRID = Sweep(BASE, (("depth", (2, 3, 4, 5)), ("target_rank", (1, 2)),

@@ -6,9 +6,10 @@ regularization, beta, t, the data knobs); the solver knobs (optimizer, iteration
 lr) keep their defaults. Each is solved by the app's own :func:`dualviz.runner.run` and its
 trained value P is compared with the value known for that instance:
 
-* deep linear nets: the closed form (docs/math.md §3) of :func:`dualviz.theory.closed_form`,
-  computed here from the data; only instances that have one are in the family (interpolation: any X;
-  squared loss: whitened X, and for a standard net at L >= 3 weight decay);
+* deep linear nets: the closed form (docs/math.md §3) of
+  :func:`dualviz.linear.programs.closed_form`, computed here from the data; only instances
+  that have one are in the family (interpolation: any X; squared loss: whitened X, and for a
+  standard net at L >= 3 weight decay);
 * two-layer ReLU nets (squared loss, interpolation): the convex program over all activation
   patterns (d <= 2 plus the bias: exact enumeration), when its certificate holds;
 * three-layer ReLU nets on rank-one data: the closed forms of docs/math.md §5.
@@ -23,9 +24,9 @@ Deterministic: the family is drawn from a fixed seed and every run is seeded; on
 
 Usage:
   python benchmarks/instance_family.py [--family NAME ...] [--limit N] [--json FILE]
-                                       [--code DIR] [--list] [--only ID ...]
---code DIR tests the dualviz package under DIR (e.g. an export of another branch) instead of
-this repository's.
+                                       [--list] [--only ID ...]
+It tests the dualviz package of the Python that runs it: to measure another checkout, run this
+script with that checkout's environment (its .venv/bin/python, after `make` there).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import dualviz
 
 FAMILY_SEED = 20260
 REACHED_TOL = 1e-3
@@ -142,7 +145,7 @@ def family(counts: dict[str, int] | None = None) -> list[dict[str, Any]]:
 
 def reference(exp, result) -> tuple[float | None, str]:
     """The known optimal value of the trained net for this instance, and what it is."""
-    from dualviz.theory import closed_form
+    from dualviz.linear.programs import closed_form
 
     if exp.activation == "linear":
         closed = closed_form(exp, result.dataset.X, result.dataset.Y)
@@ -233,14 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N instances per family")
     parser.add_argument("--only", action="append", help="run only these instance ids")
     parser.add_argument("--json", metavar="FILE", help="write every instance's outcome here")
-    parser.add_argument("--code", metavar="DIR", help="import dualviz from DIR")
     parser.add_argument("--list", action="store_true", help="print the instances and stop")
     parser.add_argument("--quiet", action="store_true", help="no line per instance")
     parser.add_argument("--presets", action="store_true",
                         help="time dualviz.runner.run on the seven presets instead")
     args = parser.parse_args(argv)
-    root = Path(args.code).resolve() if args.code else Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))  # a plain script: the package is not installed
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     instances = family()
     if args.family:
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"P*={_fmt(row['reference'])} {row['seconds']:6.2f}s "
                   f"{row.get('status') or ''} {row.get('explanation') or ''}"[:220], flush=True)
     print()
-    print(f"code: {root}")
+    print(f"code: {Path(dualviz.__file__).parent}")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
@@ -278,24 +278,17 @@ def main(argv: list[str] | None = None) -> int:
 def time_presets(repeats: int = 5) -> int:
     """Wall time of dualviz.runner.run on each preset's experiment (the gap-curves preset is a
     sweep: one of its points, depth 4 and target rank 2, both architectures' default)."""
-    from urllib.parse import urlencode
 
     import torch
 
-    from dualviz.config import Experiment
-    from dualviz.presets import PRESETS, RELU_PAGE
+    from dualviz.presets import PRESETS
     from dualviz.runner import run
 
     torch.set_num_threads(1)
     for preset in PRESETS:
-        query = dict(preset.query)
-        if preset.page == RELU_PAGE:  # the ReLU page sets it
-            query["activation"] = "relu"
-        if "x" in query:  # a sweep: one point of it
-            query = {k: v for k, v in query.items()
-                     if k not in ("x", "x-values", "series", "series-values")}
-            query.update({"depth": "4", "target-rank": "2"})
-        exp, _ = Experiment.from_query(urlencode(query))
+        exp = preset.experiment  # as its page computes it (the page's defaults filled in)
+        if preset.view.keep:  # a sweep: one point of it
+            exp = exp.replace(depth=4, target_rank=2)[0]
         seconds = []
         for _ in range(repeats):
             started = time.perf_counter()

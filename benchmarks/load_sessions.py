@@ -63,11 +63,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 # A plain script: make the repository's package and the browser helpers importable.
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import websockets  # noqa: E402
-from browser_support import (  # noqa: E402
+from playwright.async_api import async_playwright  # noqa: E402
+from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
+
+from dualviz.config import Experiment  # noqa: E402
+from dualviz.presets import PRESETS  # noqa: E402
+from dualviz.testing import (  # noqa: E402
     _CAPTION,
     CHROMIUM,
     VIEWPORT,
@@ -75,12 +79,7 @@ from browser_support import (  # noqa: E402
     parse_caption,
     streamlit_server,
 )
-from playwright.async_api import async_playwright  # noqa: E402
-from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
-
-from dualviz.config import Experiment  # noqa: E402
-from dualviz.presets import LINEAR_PAGE, PRESETS  # noqa: E402
+from dualviz.views import LINEAR  # noqa: E402
 
 STARTED_LINE = re.compile(r"dualviz jobs: started (?P<hash>[0-9a-f]{16}) as pid (?P<pid>\d+)")
 # Lines of the server's log worth showing: tracebacks, scheduler errors, Streamlit errors.
@@ -281,7 +280,7 @@ class Sampler:
         pss = sum(_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in tree)
         if self._launcher not in tree:
             self._launcher = next((pid for pid in tree
-                                   if "dualviz.launcher" in _cmdline(pid)), None)
+                                   if "dualviz.service.launcher" in _cmdline(pid)), None)
         jobs = 0
         if self._launcher is not None:
             table = _proc_table()
@@ -677,8 +676,8 @@ async def run_sessions(urls: list[tuple[str, str]], timeout: float, client: str 
 # -- the scenarios ------------------------------------------------------------------------------
 def explorer_preset() -> tuple[str, dict[str, str]]:
     """(URL path, query) of the first deep-linear explorer preset."""
-    preset = next(p for p in PRESETS if p.page == LINEAR_PAGE)
-    return "/" + Path(preset.page).stem.split("_", 1)[1], dict(preset.query)
+    preset = next(p for p in PRESETS if p.view is LINEAR)
+    return "/" + preset.view.url_path, dict(preset.query)
 
 
 def pair_of(featured: str, outcome: Outcome) -> list[str]:

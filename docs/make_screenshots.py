@@ -8,19 +8,17 @@ and saves a full-page screenshot.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlencode
+
+from playwright.sync_api import sync_playwright
+
+from dualviz.presets import PRESETS
+from dualviz.testing import launch_chromium, streamlit_server
+from dualviz.views import HOME, THEORY
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from browser_support import launch_chromium, streamlit_server  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from dualviz.presets import PRESETS  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 DONE_JS = ("() => Array.from(document.querySelectorAll('[data-testid=\"stCaptionContainer\"]'))"
@@ -29,30 +27,25 @@ FIGURE_JS = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
              ".some(el => el.data && el.data.some(t => (t.x || []).length > 0))")
 
 
-def url(base: str, page: str, query: dict[str, str]) -> str:
-    path = "" if page == "app.py" else Path(page).stem.split("_", 1)[1]
-    return f"{base}/{path}" + (f"?{urlencode(query)}" if query else "")
-
-
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     preset = {p.title: p for p in PRESETS}
     shots = [
-        ("home", "app.py", {}, "() => document.body.innerText.includes('Presets for a lecture')"),
-        ("deep_linear_explorer", preset["Depth opens a duality gap"].page,
+        ("home", HOME, {}, "() => document.body.innerText.includes('Presets for a lecture')"),
+        ("deep_linear_explorer", preset["Depth opens a duality gap"].view,
          preset["Depth opens a duality gap"].query, DONE_JS),
-        ("relu_networks", preset["Two-layer ReLU is a convex program"].page,
+        ("relu_networks", preset["Two-layer ReLU is a convex program"].view,
          preset["Two-layer ReLU is a convex program"].query, DONE_JS),
-        ("gap_curves", preset["The gap against depth, curve by curve"].page,
+        ("gap_curves", preset["The gap against depth, curve by curve"].view,
          preset["The gap against depth, curve by curve"].query, None),
-        ("theory", "pages/4_Theory.py", {}, "() => !!document.querySelector('.katex')"),
+        ("theory", THEORY, {}, "() => !!document.querySelector('.katex')"),
     ]
     with tempfile.TemporaryDirectory() as store, streamlit_server(Path(store)) as server, \
             sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        for name, page, query, ready in shots:
+        for name, view, query, ready in shots:
             tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.goto(url(server.url, page, query))
+            tab.goto(view.url(server.url, query))
             if ready is None:  # the gap page: run the sweep until several points are drawn
                 tab.get_by_role("button", name="Run").click(timeout=60_000)
                 tab.wait_for_function(FIGURE_JS, timeout=180_000)

@@ -27,9 +27,12 @@ from urllib.parse import parse_qsl
 from . import limits
 from .config import KNOBS, KNOBS_BY_NAME, ConfigError, Experiment
 from .data import DataError, Dataset, load_file
-from .runner import RunResult, run
-from .store import Store, StoreError
-from .sweep import SCHEDULER_ENV, Sweep, executor_for, parse_vary, rows, run_sweep
+from .gapcurves import rows
+from .results import RunResult
+from .runner import run
+from .service.store import Store, StoreError
+from .service.sweeps import SCHEDULER_ENV, executor_for, run_sweep
+from .sweep import Sweep, parse_vary
 
 
 class UsageError(Exception):
@@ -223,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "serve":
-            from .serve import serve
+            from .ui.serve import serve
 
             return serve(args.port, args.address)
         exp, uploaded, notes = experiment_from_args(args)

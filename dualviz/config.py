@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from . import footprint, limits
+from .data import DATASETS, RANK_ONE_TARGETS, REGRESSION_TARGETS, SPECTRA
 from .limits import env_number
+from .regularizers import REGULARIZERS
 
 # Bump when a change of code changes what a stored result means: old hashes stop matching.
 SCHEMA_VERSION = 3
@@ -118,9 +120,8 @@ class Experiment:
         choices=("interpolation", "squared"))
     regularization: str = _knob(
         "rescaled", "choice", "regularization", "Regularization",
-        "weight-decay: (beta/2) sum ||W_l||^2; rescaled (the paper's): ||W_l|| <= t for the first "
-        "L-2 layers plus (beta/2)(||W_L-1||^2 + ||W_L||^2); lth-power: (beta/L) sum ||W_l||^L.",
-        choices=("weight-decay", "rescaled", "lth-power"))
+        "; ".join(f"{r.name}: {r.description}" for r in REGULARIZERS.values()) + ".",
+        choices=tuple(REGULARIZERS))
     beta: float = _knob(
         1.0, "float", "regularization", "beta", "Regularization strength beta > 0.",
         low=1e-4, high=1e3, log=True)
@@ -137,19 +138,19 @@ class Experiment:
         "low-rank", "choice", "data", "Synthetic data",
         "low-rank: X and W* of chosen ranks and spectrum (deep linear nets); regression: points "
         "in [-1, 1]^d with a scalar target (ReLU nets, with a bias); rank-one: X = c a^T "
-        "(three-layer ReLU duality).", choices=("low-rank", "regression", "rank-one"),
+        "(three-layer ReLU duality).", choices=DATASETS,
         applies_if=_synthetic, applies_text=_SYNTHETIC_TEXT)
     regression_target: str = _knob(
         "sine", "choice", "data", "Regression target",
         "Scalar target of the regression data: sin(pi sum x), |sum x| - 1/2, or a random "
-        "three-neuron ReLU teacher.", choices=("sine", "abs", "teacher"),
+        "three-neuron ReLU teacher.", choices=REGRESSION_TARGETS,
         applies_if=lambda v: _synthetic(v) and v["dataset"] == "regression",
         applies_text="synthetic regression data")
     rank_one_target: str = _knob(
         "sign-changing", "choice", "data", "Rank-one target",
         "Target of rank-one data Y = c+ alpha^T + c- gamma^T: sign-changing (Y = c), collinear "
         "(gamma = alpha/2: zero gap) or generic (independent alpha, gamma).",
-        choices=("sign-changing", "collinear", "generic"),
+        choices=RANK_ONE_TARGETS,
         applies_if=lambda v: _synthetic(v) and v["dataset"] == "rank-one",
         applies_text="synthetic rank-one data")
     n: int = _knob(
@@ -172,7 +173,7 @@ class Experiment:
     spectrum: str = _knob(
         "equal", "choice", "data", "Spectrum of W*",
         "Singular values of W*: equal (all 2), linear (2, 2(r-1)/r, ..., 2/r) or geometric "
-        "(2, 1, 0.5, ...).", choices=("equal", "linear", "geometric"), applies_if=_low_rank,
+        "(2, 1, 0.5, ...).", choices=SPECTRA, applies_if=_low_rank,
         applies_text=_LOW_RANK_TEXT)
     noise: float = _knob(
         0.0, "float", "data", "Noise",

@@ -5,18 +5,17 @@ Pure functions of an Experiment and numbers; the pages only display what these r
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import Experiment
-from .primal import Snapshot, is_feasible
-
-# Relative tolerances of a zero gap (docs/math.md §8): a trained value is accurate to about
-# TRAINED_GAP_TOL of the optimum at the default settings; closed forms and convex programs
-# (solved to 1e-10) agree with each other to EXACT_GAP_TOL.
-TRAINED_GAP_TOL = 1e-4
-EXACT_GAP_TOL = 1e-8
-ZERO_GAP_TOL = TRAINED_GAP_TOL
+from .data import spectrum_values
+from .linear.closed_forms import interpolation_rescaled_dual, interpolation_rescaled_standard
+from .linear.programs import formula_latex as formula_latex  # the pages read words here
+from .linear.programs import spectrum_threshold
+from .results import EXACT_GAP_TOL, TRAINED_GAP_TOL, Bounds, Snapshot, StoredRun
+from .training.primal import is_feasible
 
 
 def excess_floor(dual: float | None) -> float:
@@ -62,20 +61,21 @@ class LiveReadout:
         self.best_infeasible: tuple[float, float] | None = None  # (value, residual)
         self.explanation: str | None = None  # what the final value is (the result's words)
 
-    def bounds(self, bounds: dict | None, result: dict | None) -> None:
-        source = result or bounds or {}
-        self.dual = (source.get("dual") or {}).get("value")
-        closed = source.get("closed_form") or {}
-        self.closed = closed.get("primal")
-        self.dual_label = closed.get("dual_label") or "D"
+    def bounds(self, bounds: Bounds | None, result: StoredRun | None) -> None:
+        """The numbers known before training (bounds), or the final ones (result)."""
+        source = result or bounds
+        if source is None:
+            return
+        self.dual = source.dual.value
+        self.closed = source.closed_form.primal
+        self.dual_label = source.closed_form.dual_label or "D"
         if result is not None:
             self.final = True
-            primal = result.get("primal") or {}
-            self.final_primal = primal.get("value")
-            infeasible = primal.get("best_infeasible") or {}
-            if infeasible.get("residual") is not None:
-                self.best_infeasible = (infeasible.get("value"), infeasible["residual"])
-            self.explanation = primal.get("explanation")
+            self.final_primal = result.primal.value
+            infeasible = result.primal.best_infeasible
+            if infeasible is not None and infeasible.residual == infeasible.residual:
+                self.best_infeasible = (infeasible.value, infeasible.residual)
+            self.explanation = result.primal.explanation
 
     def add(self, snapshots: Sequence[Snapshot]) -> None:
         for s in snapshots:
@@ -117,8 +117,27 @@ def _within(a: float, b: float, tol: float) -> bool:
     return abs(a - b) <= tol * max(abs(b), 1e-12)
 
 
+class VerdictKind(enum.StrEnum):
+    ZERO_GAP = "zero gap"  # within the stated tolerance
+    POSITIVE_GAP = "positive gap"  # P* - D (exact) or at most P - D (trained)
+    INCONSISTENT = "inconsistent"  # a bound crossed: a solver is inaccurate
+    NO_DUAL = "no dual"  # only the trained upper bound exists
+    PENDING = "pending"  # nothing feasible yet
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One line on the duality gap, and what kind of statement it is."""
+
+    kind: VerdictKind
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def gap_verdict(primal: float | None, dual: float | None, closed_primal: float | None = None,
-                explanation: str | None = None) -> str:
+                explanation: str | None = None) -> Verdict:
     """One line on the duality gap, its direction and its tolerance stated (docs/math.md §8).
 
     D is a lower bound on the network's optimum P* (weak duality) and a trained P an upper
@@ -128,41 +147,57 @@ def gap_verdict(primal: float | None, dual: float | None, closed_primal: float |
     the trained value is (the result's primal explanation)."""
     if dual is None:
         if primal is None:
-            return "no verdict yet: neither the trained value nor a dual is available"
-        return (f"no dual here: P = {primal:.6g} is an upper bound on this network's optimum "
-                "(training finds a feasible point, not a certificate)")
+            return Verdict(VerdictKind.PENDING, "no verdict yet: neither the trained value nor "
+                                                "a dual is available")
+        return Verdict(VerdictKind.NO_DUAL, (
+            f"no dual here: P = {primal:.6g} is an upper bound on this network's optimum "
+            "(training finds a feasible point, not a certificate)"))
     if closed_primal is not None:
-        gap = closed_primal - dual
-        if _within(closed_primal, dual, EXACT_GAP_TOL):
-            verdict = (f"zero duality gap: the optimum P* = D = {dual:.7g} "
-                       f"(|P* - D| < {EXACT_GAP_TOL:g} D)")
-        elif gap > 0:
-            verdict = (f"positive duality gap: P* - D = {gap:.6g} "
-                       f"({relative_text(gap, dual, EXACT_GAP_TOL)}), P* from theory")
-        else:
-            verdict = (f"D = {dual:.7g} exceeds the exact optimum P* = {closed_primal:.7g} by "
-                       f"{-gap:.3g}, which weak duality forbids: the dual solve is inaccurate")
-        if primal is None:
-            return verdict + "; " + (explanation or "training did not reach a feasible point")
-        if _within(primal, closed_primal, TRAINED_GAP_TOL):
-            return verdict + f"; training reached it (P = {primal:.7g})"
-        if primal > closed_primal:
-            return verdict + "; " + (explanation or (
-                f"training stopped at P = {primal:.7g}, "
-                f"{100 * (primal - closed_primal) / abs(closed_primal):.3g}% above it: a local "
-                "minimum, or too few iterations or branches"))
-        return verdict + f"; the trained P = {primal:.7g} lies below it within its tolerance"
+        return _exact_verdict(primal, dual, closed_primal, explanation)
     if primal is None:
-        return "no verdict yet: " + (explanation or "training has not reached a feasible point")
+        return Verdict(VerdictKind.PENDING, "no verdict yet: " + (
+            explanation or "training has not reached a feasible point"))
     gap = primal - dual
     if _within(primal, dual, TRAINED_GAP_TOL):
-        return (f"zero duality gap within training's accuracy: |P - D| = {abs(gap):.1e} < "
-                f"{TRAINED_GAP_TOL:g} D")
+        return Verdict(VerdictKind.ZERO_GAP, (
+            f"zero duality gap within training's accuracy: |P - D| = {abs(gap):.1e} < "
+            f"{TRAINED_GAP_TOL:g} D"))
     if gap < 0:
-        return (f"the trained P lies {-gap:.3g} below the lower bound D, which weak duality "
-                "forbids for a feasible point: a numerical inaccuracy of the dual solve")
-    return (f"P - D = {gap:.6g} ({relative_text(gap, dual)}): the duality gap is at most this "
-            "(P is trained: an upper bound on the optimum)")
+        return Verdict(VerdictKind.INCONSISTENT, (
+            f"the trained P lies {-gap:.3g} below the lower bound D, which weak duality "
+            "forbids for a feasible point: a numerical inaccuracy of the dual solve"))
+    return Verdict(VerdictKind.POSITIVE_GAP, (
+        f"P - D = {gap:.6g} ({relative_text(gap, dual)}): the duality gap is at most this "
+        "(P is trained: an upper bound on the optimum)"))
+
+
+def _exact_verdict(primal: float | None, dual: float, closed_primal: float,
+                   explanation: str | None) -> Verdict:
+    """The verdict where theory gives the optimum P*: the gap P* - D, then training on P*."""
+    gap = closed_primal - dual
+    if _within(closed_primal, dual, EXACT_GAP_TOL):
+        kind, text = VerdictKind.ZERO_GAP, (f"zero duality gap: the optimum P* = D = {dual:.7g} "
+                                            f"(|P* - D| < {EXACT_GAP_TOL:g} D)")
+    elif gap > 0:
+        kind, text = VerdictKind.POSITIVE_GAP, (
+            f"positive duality gap: P* - D = {gap:.6g} "
+            f"({relative_text(gap, dual, EXACT_GAP_TOL)}), P* from theory")
+    else:
+        kind, text = VerdictKind.INCONSISTENT, (
+            f"D = {dual:.7g} exceeds the exact optimum P* = {closed_primal:.7g} by "
+            f"{-gap:.3g}, which weak duality forbids: the dual solve is inaccurate")
+    if primal is None:
+        return Verdict(kind, text + "; " + (explanation or
+                                             "training did not reach a feasible point"))
+    if _within(primal, closed_primal, TRAINED_GAP_TOL):
+        return Verdict(kind, text + f"; training reached it (P = {primal:.7g})")
+    if primal > closed_primal:
+        return Verdict(kind, text + "; " + (explanation or (
+            f"training stopped at P = {primal:.7g}, "
+            f"{100 * (primal - closed_primal) / abs(closed_primal):.3g}% above it: a local "
+            "minimum, or too few iterations or branches")))
+    return Verdict(kind, text + f"; the trained P = {primal:.7g} lies below it within its "
+                                "tolerance")
 
 
 def certificate_sentence(certificate: dict | None, complete: bool = True) -> str:
@@ -188,45 +223,30 @@ def certificate_sentence(certificate: dict | None, complete: bool = True) -> str
             "the solver stopped early")
 
 
-def _sigma_list(sigma: Sequence[float], power: str = "") -> str:
-    shown = [f"{s:.4g}{power}" for s in sigma[:4]]
-    return " + ".join(shown) + (" + \\cdots" if len(sigma) > 4 else "")
+@dataclass(frozen=True)
+class Preview:
+    """The home page's instant numbers: interpolation of a target with r singular values of
+    the chosen spectrum, rescaled regularization, beta = t = 1 (docs/math.md §3.1, §3.2)."""
+
+    primal: float  # the standard net: ||W*||_{S_{2/L}}
+    dual: float  # ||W*||_*, which the parallel net attains
+    verdict: Verdict
+
+    @property
+    def ratio(self) -> float:
+        return self.primal / self.dual
 
 
-def formula_latex(exp: Experiment, sigma: Sequence[float] | None,
-                  primal: float | None, dual: float | None) -> str | None:
-    """The closed form of this architecture's optimal value (interpolation), numbers included,
-    on two aligned lines (formula, then numbers) so it fits half a projected screen; None where
-    docs/math.md §3 gives no closed form."""
-    if exp.objective != "interpolation" or exp.activation != "linear" or not sigma:
-        return None
-    L, beta = exp.depth, exp.beta
-    powers = _sigma_list(sigma, "^{" + f"2/{L}" + "}")
-    if exp.regularization == "weight-decay":
-        numbers = f"\\tfrac{{{L} \\cdot {beta:g}}}{{2}} ({powers}) = {_num(primal)}"
-        if exp.arch == "standard":
-            return _two_lines("P", "\\tfrac{L\\beta}{2} \\sum_i \\sigma_i^{2/L}", numbers)
-        # equal exactly when the closed forms agree (L = 2 or rank(W*) <= 1)
-        relation = "=" if primal is not None and dual is not None and \
-            _within(primal, dual, EXACT_GAP_TOL) else ">"
-        return _two_lines("P_{\\text{parallel}}",
-                          f"P_{{\\text{{standard}}}} \\;{relation}\\; D = {_num(dual)}", numbers)
-    scale = (f"{beta:g} \\cdot {exp.t:g}^{{-{L - 2}}}" if exp.regularization == "rescaled"
-             else f"{beta:g}")
-    symbol = "\\beta t^{-(L-2)}" if exp.regularization == "rescaled" else "\\beta"
-    if exp.arch == "parallel":
-        return _two_lines("P_{\\text{parallel}} = D", f"{symbol} \\|W^*\\|_*",
-                          f"{scale} ({_sigma_list(sigma)}) = {_num(dual)}")
-    return _two_lines("P", f"{symbol} \\|W^*\\|_{{S_{{2/L}}}}",
-                      f"{scale} ({powers})^{{{L}/2}} = {_num(primal)}")
-
-
-def _two_lines(left: str, formula: str, numbers: str) -> str:
-    return f"\\begin{{aligned}} {left} &= {formula} \\\\ &= {numbers} \\end{{aligned}}"
-
-
-def _num(value: float | None) -> str:
-    return "?" if value is None else f"{value:.4f}"
+def closed_form_preview(depth: int, rank: int, spectrum: str) -> Preview:
+    sigma = spectrum_values(spectrum, rank)
+    primal = interpolation_rescaled_standard(sigma, 1.0, 1.0, depth)
+    dual = interpolation_rescaled_dual(sigma, 1.0, 1.0, depth)
+    if _within(primal, dual, EXACT_GAP_TOL):
+        verdict = Verdict(VerdictKind.ZERO_GAP, "Zero gap: L = 2 or a rank-one target.")
+    else:
+        verdict = Verdict(VerdictKind.POSITIVE_GAP, f"Positive gap: depth {depth} with a "
+                                                    f"rank-{rank} target. Try L = 2 or rank 1.")
+    return Preview(primal, dual, verdict)
 
 
 @dataclass(frozen=True)
@@ -245,6 +265,7 @@ class Readout:
     closed_spectrum: list[float] | None
     relu: dict | None = None  # ReLU details: patterns, neurons, fitted functions, rank-one
     live: LiveReadout | None = None  # the same numbers as a stream keeps them
+    threshold: float | None = None  # where the squared-loss closed form cuts the spectrum
 
     @property
     def gap(self) -> float | None:
@@ -259,25 +280,24 @@ class Readout:
         return self.live.shown()
 
 
-def readout(exp: Experiment, bounds: dict | None, result: dict | None,
+def readout(exp: Experiment, bounds: Bounds | None, result: StoredRun | None,
             snapshots: Sequence[Snapshot]) -> Readout:
     """Numbers from the stored result when the job is done, else from the bounds (known before
     training) and the snapshots so far: P is the best feasible value reached yet."""
-    source = result or bounds or {}
-    closed = source.get("closed_form") or {}
-    spectrum = source.get("spectrum") or {}
+    source = result or bounds or Bounds.from_json(None)
     live = LiveReadout(exp)
     live.bounds(bounds, result)
     live.add(snapshots)
     last = snapshots[-1] if snapshots else None
     if result is not None:
-        best = [s for s in snapshots if s.done and s.restart == result["primal"]["best_restart"]]
-        learned = spectrum.get("learned")
+        best = [s for s in snapshots if s.done and s.restart == result.primal.best_restart]
+        learned = source.spectrum.learned
         layers = best[-1].layer_singular_values if best else None
     else:
         learned = last.singular_values if last else None
         layers = last.layer_singular_values if last else None
-    return Readout(live.primal, live.dual, closed.get("primal"), closed.get("dual"),
-                   closed.get("dual_label") or "dual", result is not None, learned, layers,
-                   spectrum.get("target"), spectrum.get("closed_form"), source.get("relu"),
-                   live)
+    closed = source.closed_form
+    return Readout(live.primal, live.dual, closed.primal, closed.dual,
+                   closed.dual_label or "dual", result is not None, learned, layers,
+                   source.spectrum.target, source.spectrum.closed_form, source.relu, live,
+                   spectrum_threshold(exp))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 FLOAT_BYTES = 8
-LBFGS_HISTORY = 50  # the history_size of dualviz.primal's L-BFGS
+LBFGS_HISTORY = 50  # the history_size of dualviz.training.primal's L-BFGS
 ACTIVATION_COPIES = 3
 # A network may use this share of a job's memory; the rest is for the data, the solvers'
 # temporaries and the snapshots.
@@ -26,7 +26,7 @@ NETWORK_SHARE = 0.5
 
 def layer_shapes(arch: str, depth: int, d: int, k: int, width: int,
                  branches: int) -> list[tuple[int, int, int]]:
-    """[branches, fan_in, fan_out] of each layer (see dualviz.nets for the architectures)."""
+    """[branches, fan_in, fan_out] of each layer (dualviz.training.nets: the architectures)."""
     if arch == "standard":
         dims = [d] + [width] * (depth - 1) + [k]
         return [(1, dims[i], dims[i + 1]) for i in range(depth)]

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from .primal import RESIDUAL_TOL, Snapshot
+from .results import Snapshot
+from .training.primal import RESIDUAL_TOL
 
 MAX_POINTS_PER_TRACE = 400  # keeps redraws light in the browser while a job streams
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

@@ -1,41 +1,55 @@
 """Classroom presets: links that open a page on a run that shows one result of the paper.
 
-Each preset is a page and the query string of its link (keys of the knob table, plus the gap
-page's sweep keys), with one paragraph on what it shows and what to look for. The home page
-lists them; tests check that every preset is a valid state.
+Each preset is a page (dualviz.views) and the values its link sets (keys of the knob table,
+plus the gap page's sweep keys), with one paragraph on what it shows and what to look for. The
+home page lists them as links carrying the page's full state; tests check that every preset is
+a valid state.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
-from .config import Knob
+from .config import Experiment, Knob
 from .data import SPECTRA
-
-LINEAR_PAGE = "pages/1_Deep_linear_explorer.py"
-RELU_PAGE = "pages/2_ReLU_networks.py"
-GAP_PAGE = "pages/3_Gap_curves.py"
+from .views import GAP_CURVES, LINEAR, RELU, View
 
 
 @dataclass(frozen=True)
 class Preset:
     title: str
-    page: str
-    query: dict[str, str]
+    view: View
+    query: dict[str, str]  # what the preset sets; the page's defaults fill in the rest
     shows: str
     look_for: str
+
+    @property
+    def experiment(self) -> Experiment:
+        """The experiment the preset's page computes (the page's values filled in)."""
+        return self.view.experiment(self.query)[0]
+
+    @property
+    def link(self) -> str:
+        """``url_path?query`` with every setting of the run, the seed included."""
+        return self.view.link(self.query)
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The link's query as a dict."""
+        return dict(parse_qsl(self.link.partition("?")[2]))
 
 
 PRESETS: tuple[Preset, ...] = (
     Preset(
-        "Depth opens a duality gap", LINEAR_PAGE,
+        "Depth opens a duality gap", LINEAR,
         {"arch": "standard", "depth": "3", "target-rank": "2", "objective": "interpolation",
          "regularization": "rescaled", "spectrum": "equal"},
         "A standard three-layer linear net fitting a rank-2 target with equal singular values.",
         "P stays at sqrt(2) times D however long it trains: the gap is real, not a training "
         "failure. Set depth to 2 and it closes; set target rank to 1 and it closes too."),
     Preset(
-        "A parallel net closes it", LINEAR_PAGE,
+        "A parallel net closes it", LINEAR,
         {"arch": "parallel", "depth": "4", "branches": "8", "target-rank": "2",
          "objective": "interpolation", "regularization": "rescaled", "spectrum": "equal"},
         "The same kind of data with a parallel net (branches of depth 4) and the rescaled "
@@ -43,14 +57,14 @@ PRESETS: tuple[Preset, ...] = (
         "P meets D: zero duality gap at depth 4, where the standard net (shown alongside) "
         "stays a factor 2 above."),
     Preset(
-        "Plain weight decay does not", LINEAR_PAGE,
+        "Plain weight decay does not", LINEAR,
         {"arch": "parallel", "depth": "3", "branches": "8", "target-rank": "2",
          "objective": "interpolation", "regularization": "weight-decay", "spectrum": "equal"},
         "A parallel net again, but regularized by plain weight decay on every layer.",
         "The parallel net now has the standard net's value: the architecture alone does not "
         "close the gap, the rescaled regularization does."),
     Preset(
-        "Weight decay makes the solution low-rank", LINEAR_PAGE,
+        "Weight decay makes the solution low-rank", LINEAR,
         {"arch": "standard", "depth": "4", "objective": "squared",
          "regularization": "weight-decay", "beta": "0.5", "whiten": "1", "n": "20", "d": "6",
          "k": "6", "x-rank": "6", "target-rank": "6", "spectrum": "linear"},
@@ -59,7 +73,7 @@ PRESETS: tuple[Preset, ...] = (
         "In the spectra, singular values below the threshold are cut to exactly zero, and the "
         "threshold grows with depth (0.5, 1.19, 1.5 for L = 2, 3, 4 at beta = 0.5)."),
     Preset(
-        "Two-layer ReLU is a convex program", RELU_PAGE,
+        "Two-layer ReLU is a convex program", RELU,
         {"depth": "2", "dataset": "regression", "d": "1", "n": "20", "objective": "squared",
          "beta": "0.1", "iterations": "2000"},
         "A two-layer ReLU net on 20 points: the convex program over all 39 activation patterns, "
@@ -68,7 +82,7 @@ PRESETS: tuple[Preset, ...] = (
         "certified optimum (the legend's restart started from the convex solution stays on it), "
         "and the network rebuilt from the convex solution draws the same function."),
     Preset(
-        "Rank-one data, three ReLU layers", RELU_PAGE,
+        "Rank-one data, three ReLU layers", RELU,
         {"depth": "3", "dataset": "rank-one", "n": "8", "d": "3", "k": "1",
          "objective": "interpolation", "regularization": "rescaled",
          "rank-one-target": "sign-changing", "width": "8", "branches": "8",
@@ -77,7 +91,7 @@ PRESETS: tuple[Preset, ...] = (
         "The standard net stops at sqrt(2) times the dual, the parallel net reaches it; the "
         "paragraph next to the numbers says when the gap vanishes (the sign condition)."),
     Preset(
-        "The gap against depth, curve by curve", GAP_PAGE,
+        "The gap against depth, curve by curve", GAP_CURVES,
         {"x": "depth", "x-values": "2,3,4,5", "series": "target-rank", "series-values": "1,2,3",
          "objective": "interpolation", "regularization": "rescaled", "spectrum": "equal",
          "iterations": "400"},

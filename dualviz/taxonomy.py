@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Experiment
-from .dual import solve_dual
-from .relu import relu_bounds
+from .linear.programs import closed_form, solve_dual
+from .relu.bounds import relu_bounds
 from .runner import dataset_for
-from .theory import closed_form
 
 HA_X = np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1]])
 HA_Y = np.array([[2.0, 0], [0, 1], [1, 1]])

@@ -3,10 +3,9 @@
 import streamlit as st
 
 from dualviz import explain, plots
-from dualviz.config import KNOBS
-from dualviz.theory import spectrum_threshold
 from dualviz.ui import explorer, state
 from dualviz.ui.live_chart import Figure
+from dualviz.views import LINEAR
 
 st.set_page_config(page_title="Deep linear explorer · dualviz", layout="wide")
 st.title("Deep linear networks: primal vs dual")
@@ -15,11 +14,7 @@ st.caption("Training (PyTorch) against the dual (CVXPY + Clarabel) and the close
            "(weak duality); a trained P is an upper bound on the network's optimum. Every "
            "control is in the address bar: copy it to share this exact run.")
 
-LINEAR_ONLY = {"activation": "linear", "dataset": "low-rank"}
-exp, notes = state.experiment_controls(
-    {k.name for k in KNOBS} - {"data", "regression_target", "rank_one_target", "relu_solver",
-                               "bias", *LINEAR_ONLY},
-    fixed=LINEAR_ONLY)
+exp, notes = state.experiment_controls(LINEAR)
 state.show_notes(notes)
 uploaded = explorer.data_source(exp)
 
@@ -30,7 +25,7 @@ def figures(exp, now, snaps, twin, twin_snaps, uploaded, style):
         floor=explain.excess_floor(now.dual), style=style)
     spectrum = plots.spectrum_figure(now.target_spectrum, now.learned_spectrum,
                                      now.closed_spectrum, style=style,
-                                     threshold=spectrum_threshold(exp))
+                                     threshold=now.threshold)
     return [Figure("objective_figure", "objective", objective, span=3),
             Figure("spectrum_figure", "spectrum", spectrum, span=2),
             Figure("layer_figure", "layers", plots.layer_spectra_figure(

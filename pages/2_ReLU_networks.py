@@ -3,10 +3,10 @@
 import streamlit as st
 
 from dualviz import explain, plots
-from dualviz.config import KNOBS
 from dualviz.runner import dataset_for
 from dualviz.ui import explorer, state
 from dualviz.ui.live_chart import Figure
+from dualviz.views import RELU
 
 st.set_page_config(page_title="ReLU networks · dualviz", layout="wide")
 st.title("ReLU networks: convex programs and duality")
@@ -17,12 +17,7 @@ st.caption(
     "Every number says which way it bounds: a dual or convex value D is a lower bound on the "
     "network's optimum, a trained value an upper bound.")
 
-# A first visit starts on the two-layer convex program with 1-D data.
-START = {"dataset": "regression", "d": 1, "n": 20, "depth": 2, "objective": "squared",
-         "beta": 0.1, "arch": "parallel", "branches": 50, "width": 50, "iterations": 2000}
-exp, notes = state.experiment_controls(
-    {k.name for k in KNOBS} - {"data", "activation", "whiten", "spectrum"},
-    fixed={"activation": "relu"}, defaults=START)
+exp, notes = state.experiment_controls(RELU)
 state.show_notes(notes)
 uploaded = explorer.data_source(exp)
 data = dataset_for(exp, uploaded)

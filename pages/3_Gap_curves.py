@@ -5,10 +5,11 @@ import json
 import streamlit as st
 
 from dualviz import plots
-from dualviz.config import KNOBS
-from dualviz.runner import csv_text
-from dualviz.sweep import curves, rows, theory_curves
+from dualviz.exports import csv_text
+from dualviz.gapcurves import curves, rows, theory_curves
+from dualviz.results import SweepStatus
 from dualviz.ui import charts, live, state, sweeps
+from dualviz.views import GAP_CURVES
 
 st.set_page_config(page_title="Gap curves · dualviz", layout="wide")
 st.title("Gap curves: where the duality gap opens")
@@ -19,12 +20,7 @@ st.caption(
     "bound on P (weak duality), so P/D >= 1; a gap within the zero-gap tolerance (1e-4 of D) "
     "is drawn as 0.")
 
-START = {"n": 12, "d": 6, "k": 4, "x_rank": 4, "iterations": 300, "restarts": 2}
-base, notes = state.experiment_controls(
-    {k.name for k in KNOBS} - {"data", "arch", "activation", "relu_solver", "bias", "dataset",
-                               "regression_target", "rank_one_target"},
-    fixed={"activation": "linear", "dataset": "low-rank"}, defaults=START,
-    keep=sweeps.SETTING_KEYS)
+base, notes = state.experiment_controls(GAP_CURVES)
 sweep, sweep_notes = sweeps.settings_controls(base)
 state.show_notes(notes + sweep_notes)
 live.store_guard()
@@ -55,7 +51,7 @@ def live_curves():
         st.rerun()
     if st.session_state.get("sweep_refusal"):
         st.warning(state.verbatim(st.session_state["sweep_refusal"]))
-    if now.message and now.status not in ("new", "finished"):
+    if now.message and now.status not in (SweepStatus.NEW, SweepStatus.FINISHED):
         st.info(state.verbatim(now.message))
     eta = f", about {now.eta_seconds:.0f} s left" if now.eta_seconds is not None else ""
     where = (" (running)" if now.is_running else "" if now.done == total

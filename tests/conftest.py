@@ -5,7 +5,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import VIEWPORT, Server, launch_chromium, streamlit_server
+
+from dualviz.testing import VIEWPORT, Server, launch_chromium, streamlit_server
+
+BROWSER_FIXTURES = {"browser", "page", "server"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that takes a browser fixture is a browser test, wherever it lives."""
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session", autouse=True)

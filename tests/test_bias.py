@@ -4,12 +4,12 @@ scale invariance on the ReLU paths (issue 16)."""
 import numpy as np
 import pytest
 
-from dualviz.arrangements import patterns, with_bias
 from dualviz.config import Experiment
 from dualviz.data import validate_arrays
-from dualviz.relu import adds_bias_column, constant_column, network_inputs
+from dualviz.relu.bounds import adds_bias_column, constant_column, network_inputs
+from dualviz.relu.patterns import patterns, with_bias
+from dualviz.relu.working_set import solve_working_set
 from dualviz.runner import run
-from dualviz.working_set import solve_working_set
 
 
 def points(n=20, d=2, seed=5):

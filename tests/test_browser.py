@@ -14,7 +14,10 @@ import re
 import time
 
 import pytest
-from browser_support import (
+from playwright.sync_api import expect
+
+from dualviz.config import Experiment
+from dualviz.testing import (
     CHROMIUM,
     explorer_url,
     parse_caption,
@@ -23,12 +26,10 @@ from browser_support import (
     wait_for_settled,
     wait_for_state,
 )
-from playwright.sync_api import expect
 
-from dualviz.config import Experiment
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")]
 
 # Big enough that the depth-3 run takes several seconds on a 2-core machine (about 10 s alone;
 # 20-40 s measured with the server, the parallel counterpart job, chromium and other work

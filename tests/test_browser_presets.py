@@ -10,23 +10,19 @@ import json
 import re
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from browser_support import CHROMIUM, page_state, wait_for_state
 
-from dualviz.presets import GAP_PAGE, PRESETS
+from dualviz.presets import PRESETS
+from dualviz.testing import CHROMIUM, page_state, wait_for_state
+from dualviz.views import GAP_CURVES, HOME, THEORY, VIEWS
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")]
 FIGURE_JS = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
              ".some(el => el.data && el.data.some(t => (t.x || []).length > 0))")
-
-
-def page_url(server_url: str, page: str, query: dict[str, str]) -> str:
-    # pages/1_Deep_linear_explorer.py -> Deep_linear_explorer; app.py -> the home page
-    path = Path(page).stem.split("_", 1)[1] if page != "app.py" else ""
-    return f"{server_url}/{path}?{urlencode(query)}"
 
 
 def wait_for_figure(tab, timeout: float) -> None:
@@ -36,8 +32,8 @@ def wait_for_figure(tab, timeout: float) -> None:
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.title for p in PRESETS])
 def test_every_preset_opens_with_its_controls_set_and_a_figure_drawn(server, page, preset):
     tab, dialogs = page
-    tab.goto(page_url(server.url, preset.page, preset.query))
-    if preset.page == GAP_PAGE:  # a sweep draws its first points as they arrive
+    tab.goto(preset.view.url(server.url, preset.query))
+    if preset.view is GAP_CURVES:  # a sweep draws its first points as they arrive
         tab.get_by_role("button", name=re.compile("^(Run|Resume)$")).click(timeout=30_000)
     wait_for_figure(tab, timeout=120)
     # The page rewrote the URL from its widgets: every preset value is still there.
@@ -53,7 +49,7 @@ def test_every_preset_opens_with_its_controls_set_and_a_figure_drawn(server, pag
     assert not missing, missing
     assert not tab.locator('[data-testid="stException"]').count()
     assert not dialogs
-    if preset.page == GAP_PAGE:
+    if preset.view is GAP_CURVES:
         tab.get_by_role("button", name="Stop").click(timeout=10_000)
 
 
@@ -68,7 +64,7 @@ def test_the_copied_link_reproduces_the_numbers_and_every_export_downloads(serve
     preset = PRESETS[0]
     first = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     tab = first.new_page()
-    tab.goto(page_url(server.url, preset.page, preset.query))
+    tab.goto(preset.view.url(server.url, preset.query))
     state = wait_for_state(tab, lambda s: s.caption is not None and s.caption.done
                            and s.caption.other_status.startswith("done")
                            and "P (trained)" in s.metrics, timeout=180, what="both runs done")
@@ -125,18 +121,17 @@ INJECTED_JS = """() => ({
 })"""
 
 
-@pytest.mark.parametrize("page_file", ["app.py", *sorted({p.page for p in PRESETS}),
-                                       "pages/4_Theory.py"])
-def test_a_hostile_link_renders_every_page_safely(server, page, page_file):
+@pytest.mark.parametrize("view", VIEWS, ids=[v.title for v in VIEWS])
+def test_a_hostile_link_renders_every_page_safely(server, page, view):
     tab, dialogs = page
-    tab.goto(page_url(server.url, page_file, HOSTILE_QUERY))
+    tab.goto(view.url(server.url, HOSTILE_QUERY))
     tab.locator("h1").first.wait_for(timeout=30_000)
-    if page_file != "pages/4_Theory.py":  # the theory page reads no link keys
+    if view is not THEORY:  # the theory page reads no link keys
         alerts = tab.locator('[data-testid="stAlert"]').filter(has_text="Adjusted:")
         alerts.first.wait_for(timeout=30_000)
         time.sleep(1.0)  # every note of this run drawn
         text = " ".join(alerts.all_inner_texts())
-        if page_file == "app.py":
+        if view is HOME:
             assert "preview-depth: 1e308 is outside [2, 10]; using 10" in text, text
             assert "<img src=x onerror=alert(1)>" in text, text  # shown as typed
         else:
@@ -146,3 +141,33 @@ def test_a_hostile_link_renders_every_page_safely(server, page, page_file):
     assert injected == {"scripts": False, "images": [], "links": []}, injected
     assert not tab.locator('[data-testid="stException"]').count()
     assert not dialogs, dialogs
+
+
+def test_every_link_on_the_home_page_is_a_real_href_with_the_full_query(server, page):
+    """A teacher copies a preset's link or opens it in a new tab: the DOM must carry it."""
+    tab, dialogs = page
+    tab.goto(HOME.url(server.url))
+    tab.get_by_role("link", name=PRESETS[-1].title).wait_for(timeout=30_000)
+    anchors = tab.evaluate("() => Array.from(document.querySelectorAll('a[href]')).map("
+                           "a => [a.innerText.trim(), a.getAttribute('href')])")
+    by_text = {text: href for text, href in anchors}
+    for preset in PRESETS:
+        href = next(h for t, h in by_text.items() if preset.title in t)
+        path, _, query = href.partition("?")
+        assert path.rstrip("/").endswith(preset.view.url_path), href
+        assert dict(parse_qsl(query)) == preset.params  # every knob, the seed included
+    for view in VIEWS[1:]:
+        href = next(h for t, h in by_text.items() if t.endswith(view.title))
+        assert href.partition("?")[0].rstrip("/").endswith(view.url_path), href
+    # the link opens the same run in a new tab: its URL keeps the full state
+    preset = PRESETS[0]
+    fresh = tab.context.new_page()
+    fresh.goto(server.url + "/" + next(h for t, h in by_text.items()
+                                       if preset.title in t).lstrip("./"))
+    fresh.locator('[data-testid="stSidebar"]').wait_for(timeout=30_000)
+    deadline = time.monotonic() + 15
+    while dict(parse_qsl(urlsplit(fresh.url).query)) != preset.params and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert dict(parse_qsl(urlsplit(fresh.url).query)) == preset.params
+    assert not dialogs

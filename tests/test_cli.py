@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from dualviz.__main__ import build_parser, experiment_from_args, main
 from dualviz.config import KNOBS, Experiment
 
+pytestmark = pytest.mark.server
+
 ROOT = Path(__file__).parents[1]
 FAST = ["--iterations", "300", "--restarts", "1"]
 

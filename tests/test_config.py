@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared import NASTY_TEXT
 
 from dualviz import limits
 from dualviz.config import (
@@ -40,16 +41,6 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 HEX = "0123456789abcdef"
 PYTHON_TYPES = {"choice": str, "str": str, "int": int, "float": float, "bool": bool}
-
-NASTY_TEXT = [
-    "nan", "NaN", "-nan", "inf", "-inf", "+inf", "Infinity", "1e308", "-1e308", "1e309",
-    "1e-320", "0", "-0", "-0.0", "0.5", "2.5", "9.5", "10.5", "1_000", " 3 ", "0x10",
-    "<script>alert(1)</script>", "", " ", "\n", "\x00", "∞", "３", "½", "é", "🙂", "None",
-    "true", "TRUE", "yes", "off", "maybe", "synthetic", "SYNTHETIC", "0123456789abcdef",
-    "0123456789ABCDEF", "0123456789abcde", "2147483647", "2147483648", "-1",
-    "9" * 400, "-" + "9" * 400, "1" + "0" * 5000,
-]
-
 
 # ---------------------------------------------------------------------------------------------
 # Strategies

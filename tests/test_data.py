@@ -571,3 +571,25 @@ def test_repr_is_short_and_names_the_digest():
     text = repr(ds)
     assert text.startswith("Dataset(name='synthetic', n=40, d=12, k=5")
     assert ds.digest in text and len(text) < 120
+
+
+def test_w_star_is_computed_once_per_dataset_and_never_for_a_stale_array(monkeypatch):
+    """A run reads W* for its spectrum, feasibility, closed form and dual: one SVD. Arrays a
+    caller may change (writeable) are never answered from the cache."""
+    from dualviz.config import Experiment
+    from dualviz.linear.closed_forms import target_spectrum
+    from dualviz.linear.programs import closed_form, solve_dual
+
+    calls = []
+    real = data._pseudo_inverse_times
+    monkeypatch.setattr(data, "_pseudo_inverse_times", lambda X, Y: calls.append(1) or real(X, Y))
+    ds = synthetic(30, 6, 3, 6, 2, "equal", 0.0, False, 0, interpolation=True)
+    exp = Experiment(n=30, d=6, k=3, x_rank=6, target_rank=2)
+    closed_form(exp, ds.X, ds.Y)
+    solve_dual(exp, ds.X, ds.Y)
+    target_spectrum(ds.X, ds.Y)
+    assert len(calls) == 1 and not target_matrix(ds.X, ds.Y).flags.writeable
+    X, Y = np.array(ds.X), np.array(ds.Y)  # writeable copies
+    first = target_matrix(X, Y)
+    Y *= 2.0
+    assert np.allclose(target_matrix(X, Y), 2.0 * first) and len(calls) == 3

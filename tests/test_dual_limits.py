@@ -13,15 +13,15 @@ import pytest
 
 from dualviz.config import Experiment
 from dualviz.data import validate_arrays
-from dualviz.dual import SquaredNuclear, interpolation_dual, solve_dual
-from dualviz.runner import run
-from dualviz.theory import (
-    closed_form,
+from dualviz.linear.closed_forms import (
     minimize_over_t,
     squared_limits,
     squared_nuclear_whitened,
     t_upper,
 )
+from dualviz.linear.duals import SquaredNuclear, interpolation_dual
+from dualviz.linear.programs import closed_form, solve_dual
+from dualviz.runner import run
 
 # Whitened X (X^T X = I) with sigma(X^T Y) = (2.6, 1.45, 0.9), and a part of Y outside the
 # range of X chosen so that 0.5 ||Y||^2 = 5.747695 (the numbers).

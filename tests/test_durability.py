@@ -13,17 +13,18 @@ import signal
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, explorer_url, streamlit_server, wait_for_state
-from test_browser_presets import page_url
-from test_store_jobs import wait_for
+from shared import wait_for
 
 from dualviz.config import Experiment
-from dualviz.store import Store, pid_alive
+from dualviz.service.store import Store, pid_alive
 from dualviz.sweep import sweep_from_params
+from dualviz.testing import CHROMIUM, explorer_url, streamlit_server, wait_for_state
 from dualviz.ui.sweeps import SETTING_KEYS
+from dualviz.views import GAP_CURVES
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")
+pytestmark = [pytest.mark.browser, pytest.mark.server,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")]
 
 QUICK = Experiment(iterations=150, restarts=1)
 # Still training when the server is killed (tens of seconds on 2 cores).
@@ -89,7 +90,7 @@ def test_kill_9_during_a_sweep_then_restart_and_resume(tmp_path, browser):
     points are kept, points in flight are marked, Resume completes the rest."""
     with streamlit_server(tmp_path) as first:
         tab = browser.new_page()
-        tab.goto(page_url(first.url, "pages/3_Gap_curves.py", SWEEP_QUERY))
+        tab.goto(GAP_CURVES.url(first.url, SWEEP_QUERY))
         tab.get_by_role("button", name="Run").click(timeout=60_000)
         store = Store(tmp_path)
         base, _ = Experiment.from_values({**{k: v for k, v in SWEEP_QUERY.items()
@@ -114,7 +115,7 @@ def test_kill_9_during_a_sweep_then_restart_and_resume(tmp_path, browser):
 
     with streamlit_server(tmp_path, log_path=tmp_path / "second.log") as second:
         tab = browser.new_page()
-        tab.goto(page_url(second.url, "pages/3_Gap_curves.py", SWEEP_QUERY))
+        tab.goto(GAP_CURVES.url(second.url, SWEEP_QUERY))
         tab.get_by_role("button", name="Resume").wait_for(timeout=60_000)
         reopened = Store(tmp_path)
         for job_hash, record in kept.items():  # finished points intact

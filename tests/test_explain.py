@@ -4,44 +4,45 @@ import pytest
 
 from dualviz import explain
 from dualviz.config import Experiment
-from dualviz.explain import formula_latex, gap_verdict
+from dualviz.explain import gap_verdict
+from dualviz.linear.programs import formula_latex
 
 HA_SIGMA = [2.14035951, 1.19115959]
 
 
 def test_zero_and_positive_gaps_state_their_tolerance():
-    verdict = gap_verdict(3.3315191, 3.3315191 + 1e-9)
+    verdict = gap_verdict(3.3315191, 3.3315191 + 1e-9).text
     assert verdict.startswith("zero duality gap within training's accuracy")
     assert "0.0001 D" in verdict
-    verdict = gap_verdict(4.6464895, 3.3315191)
+    verdict = gap_verdict(4.6464895, 3.3315191).text
     assert verdict.startswith("P - D = 1.31497 (39.47 % of D): the duality gap is at most this")
     # a trained value is an upper bound: 7.3e-5 relative is zero only below the stated 1e-4
-    assert gap_verdict(1.0 + 7.3e-5, 1.0).startswith("zero duality gap")
-    assert gap_verdict(1.0 + 2e-4, 1.0).startswith("P - D = 0.0002")
+    assert gap_verdict(1.0 + 7.3e-5, 1.0).text.startswith("zero duality gap")
+    assert gap_verdict(1.0 + 2e-4, 1.0).text.startswith("P - D = 0.0002")
 
 
 def test_with_a_closed_form_the_gap_is_the_theory_s_and_training_is_judged_apart():
-    verdict = gap_verdict(6.787173, 6.782364, closed_primal=6.782364)
+    verdict = gap_verdict(6.787173, 6.782364, closed_primal=6.782364).text
     assert verdict.startswith("zero duality gap: the optimum P* = D = 6.782364 (|P* - D| < 1e-08")
     assert "0.0709% above it: a local minimum" in verdict
-    verdict = gap_verdict(4.6464895, 3.3315191, closed_primal=4.6464895083)
+    verdict = gap_verdict(4.6464895, 3.3315191, closed_primal=4.6464895083).text
     assert verdict.startswith("positive duality gap: P* - D = 1.31497 (39.47 % of D)")
     assert verdict.endswith("training reached it (P = 4.64649)")
     words = "stopped at P = 5, 7.61% above the known optimum: a local minimum"
-    assert gap_verdict(5.0, 3.3315191, 4.6464895, explanation=words).endswith(words)
+    assert gap_verdict(5.0, 3.3315191, 4.6464895, explanation=words).text.endswith(words)
 
 
 def test_a_dual_above_an_exact_primal_blames_the_dual_never_the_primal():
-    verdict = gap_verdict(5.747695, 5.749147, closed_primal=5.747695)
+    verdict = gap_verdict(5.747695, 5.749147, closed_primal=5.747695).text
     assert "exceeds the exact optimum" in verdict and "dual solve is inaccurate" in verdict
     assert "feasible enough" not in verdict
 
 
 def test_missing_values_give_no_verdict():
-    assert gap_verdict(None, 1.0).startswith("no verdict yet")
-    assert gap_verdict(None, 1.0, explanation="not interpolated: residual 1.0e-03").endswith(
+    assert gap_verdict(None, 1.0).text.startswith("no verdict yet")
+    assert gap_verdict(None, 1.0, explanation="not interpolated: residual 1.0e-03").text.endswith(
         "not interpolated: residual 1.0e-03")
-    assert gap_verdict(1.0, None).startswith("no dual here: P = 1 is an upper bound")
+    assert gap_verdict(1.0, None).text.startswith("no dual here: P = 1 is an upper bound")
 
 
 def test_gaps_are_written_one_way():
@@ -92,3 +93,18 @@ def test_certificate_sentence_gives_the_bracket_and_says_whether_it_is_certified
     sampled = explain.certificate_sentence(cert, complete=False)
     assert "the optimum of the program over these patterns lies in" in sampled
     assert "an upper bound on the network's optimum" in sampled
+
+
+@pytest.mark.parametrize(("args", "kind"), [
+    ((3.3315191, 3.3315191 + 1e-9), explain.VerdictKind.ZERO_GAP),
+    ((4.6464895, 3.3315191), explain.VerdictKind.POSITIVE_GAP),
+    ((4.6464895, 3.3315191, 4.6464895083), explain.VerdictKind.POSITIVE_GAP),
+    ((6.787173, 6.782364, 6.782364), explain.VerdictKind.ZERO_GAP),
+    ((5.747695, 5.749147, 5.747695), explain.VerdictKind.INCONSISTENT),
+    ((3.0, 3.3315191), explain.VerdictKind.INCONSISTENT),
+    ((None, 1.0), explain.VerdictKind.PENDING),
+    ((1.0, None), explain.VerdictKind.NO_DUAL),
+])
+def test_a_verdict_says_what_kind_of_statement_it_is(args, kind):
+    """The page colours a verdict by its kind, never by the first word of its text."""
+    assert gap_verdict(*args).kind == kind

@@ -13,6 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from dualviz.config import Experiment
 
+pytestmark = pytest.mark.server
+
 PAGE = "1_Deep_linear_explorer.py"
 SMALL = Experiment(iterations=300, restarts=2, seed=3)
 
@@ -154,10 +156,11 @@ def test_a_finished_run_exports_json_csv_and_a_python_snippet_that_reruns_it():
 
 
 def test_result_csv_has_one_row_per_restart():
-    from dualviz.runner import result_csv
+    from dualviz.exports import result_csv
+    from dualviz.results import StoredRun
 
     result = cli(Experiment(iterations=30, restarts=3, depth=2).to_query())
-    lines = result_csv(result).strip().splitlines()
+    lines = result_csv(StoredRun.from_json(result)).strip().splitlines()
     assert lines[0] == ("hash,P,D,gap,relative_gap,restart,start,value,residual,iterations,"
                         "feasible")
     restarts = result["primal"]["restarts"]

@@ -14,15 +14,19 @@ import cvxpy
 import numpy as np
 import pytest
 from apptest_support import open_page
-from test_store_jobs import LONG, QUICK, wait_for
+from shared import LONG, QUICK, wait_for
 
 from dualviz import __main__ as cli
 from dualviz.config import KNOBS_BY_NAME, Experiment, upper_bound
 from dualviz.data import validate_arrays
-from dualviz.dual import DualResult, guarded, solve_dual
-from dualviz.jobs import JobManager
-from dualviz.runner import dataset_for, dual_failure, run
-from dualviz.store import Store
+from dualviz.linear.programs import solve_dual
+from dualviz.results import DualResult, SolveStatus, dual_failure
+from dualviz.runner import dataset_for, run
+from dualviz.service.jobs import JobManager
+from dualviz.service.store import Store
+from dualviz.solvers import guarded
+
+pytestmark = pytest.mark.server
 
 
 def unreachable_targets():
@@ -88,7 +92,8 @@ def test_a_clarabel_panic_becomes_a_status(monkeypatch):
         patch.setattr(cvxpy.Problem, "solve", panic)
         result = solve_dual(exp, data.X, data.Y)
     assert result.value is None
-    assert result.status.startswith("solver_error: PanicException")
+    assert result.status == SolveStatus.SOLVER_ERROR
+    assert result.status_text.startswith("solver_error: PanicException")
     assert "numerical trouble" in dual_failure(result)
 
 

@@ -2,7 +2,10 @@
 
 import time
 
+import pytest
 from apptest_support import open_page, shown
+
+pytestmark = pytest.mark.server
 
 PAGE = "3_Gap_curves.py"
 QUERY = "x-values=2,3&series-values=1,2&iterations=60&restarts=1&objective=squared&n=8&d=4&k=3"

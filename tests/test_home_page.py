@@ -56,13 +56,14 @@ def test_home_lists_every_preset_as_a_link_with_its_query(home):
     assert len(links) == len(PRESETS)
     for link, preset in zip(links, PRESETS, strict=True):
         assert preset.title in link.proto.label
-        assert dict(parse_qsl(link.proto.query_string)) == preset.query
+        # the full state of the run, not only what the preset sets
+        assert dict(parse_qsl(link.proto.query_string)) == preset.params
     text = " ".join(m.value for m in home.markdown)
     assert all(p.look_for in text for p in PRESETS)
 
 
 def test_a_link_sets_the_preview_controls():
-    from dualviz.theory import equal_spectrum_ratio
+    from dualviz.linear.closed_forms import equal_spectrum_ratio
 
     at = AppTest.from_file(str(APP))
     at.query_params = {"preview-depth": "5", "preview-rank": "3", "preview-spectrum": "equal"}

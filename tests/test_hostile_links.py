@@ -20,14 +20,16 @@ import pytest
 from apptest_support import shown
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared import NASTY_TEXT
 from streamlit.testing.v1 import AppTest
-from test_config import NASTY_TEXT
 
 from dualviz.config import KNOBS, KNOBS_BY_KEY, parse_knob
 from dualviz.presets import PREVIEW_KNOBS
 from dualviz.ui import live
 from dualviz.ui.state import VIEW_KEYS
 from dualviz.ui.sweeps import SETTING_KEYS
+
+pytestmark = pytest.mark.server
 
 ROOT = Path(__file__).parents[1]
 HOSTILE = [*NASTY_TEXT, "![x](http://evil.example/x.png)", "[click](javascript:alert(1))",

@@ -12,13 +12,15 @@ import time
 import numpy as np
 import pytest
 from apptest_support import open_page, shown
-from test_store_jobs import LONG, QUICK, wait_for
+from shared import LONG, QUICK, wait_for
 
 from dualviz import footprint
 from dualviz.config import Experiment, network_dimensions
 from dualviz.data import validate_arrays
-from dualviz.jobs import JobManager
-from dualviz.store import Store
+from dualviz.service.jobs import JobManager
+from dualviz.service.store import Store
+
+pytestmark = pytest.mark.server
 
 
 def status(manager: JobManager, exp: Experiment) -> str | None:

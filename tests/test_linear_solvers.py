@@ -6,10 +6,10 @@ import pytest
 
 from dualviz.config import Experiment
 from dualviz.data import synthetic
-from dualviz.dual import solve_dual
-from dualviz.primal import RESIDUAL_TOL, solve_primal, train
+from dualviz.linear.closed_forms import optimal_t, prox_schatten, prox_threshold
+from dualviz.linear.programs import closed_form, solve_dual
 from dualviz.runner import run
-from dualviz.theory import closed_form, optimal_t, prox_schatten, prox_threshold
+from dualviz.training.primal import RESIDUAL_TOL, solve_primal, train
 
 HA_X = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.0]])
 HA_Y = np.array([[2, 0], [0, 1], [1, 1.0]])

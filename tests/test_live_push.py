@@ -12,7 +12,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from browser_support import (
+
+from dualviz.config import Experiment
+from dualviz.testing import (
     CHROMIUM,
     VIEWPORT,
     explorer_url,
@@ -21,10 +23,9 @@ from browser_support import (
     wait_for_state,
 )
 
-from dualviz.config import Experiment
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")]
 
 # Several seconds of training with three restarts (a standard net, so the run has a gap).
 RUN = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,

@@ -9,7 +9,7 @@ from dualviz.plots import (
     spectrum_figure,
     thin,
 )
-from dualviz.primal import Snapshot
+from dualviz.results import Snapshot
 
 
 def snaps(restarts=2, per_restart=1000):

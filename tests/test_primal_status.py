@@ -8,18 +8,10 @@ import pytest
 
 from dualviz.config import Experiment
 from dualviz.data import validate_arrays
-from dualviz.primal import (
-    RESIDUAL_TOL,
-    PrimalStatus,
-    Reference,
-    Scaling,
-    Snapshot,
-    Start,
-    Stop,
-    summarize,
-)
+from dualviz.linear.programs import closed_form
+from dualviz.results import PrimalStatus, Snapshot, Start, Stop
 from dualviz.runner import run
-from dualviz.theory import closed_form
+from dualviz.training.primal import RESIDUAL_TOL, Reference, Scaling, summarize
 
 INTERP = Experiment(objective="interpolation", restarts=2)
 
@@ -87,7 +79,7 @@ def test_scaling_is_exact(regularization, objective, depth):
     the net rebuilt in the experiment's units (layer factors applied)."""
     import torch
 
-    from dualviz.nets import Net
+    from dualviz.training.nets import Net
 
     exp = Experiment(regularization=regularization, objective=objective, depth=depth,
                      beta=0.37, t=1.7)

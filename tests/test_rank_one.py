@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from dualviz.config import Experiment
-from dualviz.primal import RESIDUAL_TOL, solve_primal
-from dualviz.theory import (
+from dualviz.relu.rank_one import (
     minimize_rank_one_theta,
     phi_rank_one,
     rank_one_opposed_value,
@@ -26,6 +25,7 @@ from dualviz.theory import (
     rank_one_standard_objective,
     rank_one_three_layer,
 )
+from dualviz.training.primal import RESIDUAL_TOL, solve_primal
 
 A = np.array([1.0, -0.5, 2.0])
 C_MIXED = np.array([1.0, -2.0, 0.5, -1.0, 1.5, -0.5, 2.0, -1.5])

@@ -16,9 +16,7 @@ import pytest
 import torch
 
 from dualviz.config import Experiment
-from dualviz.nets import Net
-from dualviz.primal import solve_primal
-from dualviz.relu_convex import (
+from dualviz.relu.convex import (
     Network,
     network_objective,
     predict,
@@ -26,6 +24,8 @@ from dualviz.relu_convex import (
     relative_residual,
     two_layer_convex,
 )
+from dualviz.training.nets import Net
+from dualviz.training.primal import solve_primal
 
 BETA = 0.1
 

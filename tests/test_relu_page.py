@@ -7,6 +7,8 @@ from apptest_support import metric, open_page, panel, run_until_done
 
 from dualviz.config import Experiment
 
+pytestmark = pytest.mark.server
+
 PAGE = "2_ReLU_networks.py"
 
 

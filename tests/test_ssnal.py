@@ -1,15 +1,15 @@
-"""The semismooth Newton solver of the restricted squared program (dualviz.ssnal) and the cone
-projections it uses (dualviz.cones), against CVXPY; and the working set run with it."""
+"""The semismooth Newton solver of the restricted squared program (dualviz.relu.ssnal) and the cone
+projections it uses (dualviz.relu.cones), against CVXPY; and the working set run with it."""
 
 import cvxpy as cp
 import numpy as np
 import pytest
-from test_working_set import CASES, instance
+from shared import CASES, instance
 
-import dualviz.working_set as ws
-from dualviz.cones import project_on_cone
-from dualviz.relu_convex import two_layer_convex
-from dualviz.ssnal import solve_squared
+import dualviz.relu.working_set as ws
+from dualviz.relu.cones import project_on_cone
+from dualviz.relu.convex import two_layer_convex
+from dualviz.relu.ssnal import solve_squared
 
 
 def restricted(n: int, d: int, seed: int, scale: float, count: int):

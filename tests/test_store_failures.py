@@ -18,14 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import CHROMIUM, explorer_url, streamlit_server, wait_for_state
-from test_store_jobs import QUICK, snapshot, wait_for
+from shared import QUICK, snapshot, wait_for
 
-from dualviz import worker
 from dualviz.config import Experiment
 from dualviz.data import validate_arrays
-from dualviz.jobs import JobManager
-from dualviz.store import Store, StoreError
+from dualviz.service import worker
+from dualviz.service.jobs import JobManager
+from dualviz.service.store import Store, StoreError
+from dualviz.testing import CHROMIUM, explorer_url, streamlit_server, wait_for_state
+
+pytestmark = pytest.mark.server
 
 # Training for a while, writing snapshots all along (about ten seconds on two cores).
 STEADY = Experiment(n=60, d=12, k=4, x_rank=8, target_rank=3, width=12, iterations=3000,

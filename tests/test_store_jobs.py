@@ -9,27 +9,13 @@ import time
 
 import numpy as np
 import pytest
+from shared import LONG, QUICK, snapshot, wait_for
 
-from dualviz.config import Experiment
-from dualviz.jobs import JobManager
-from dualviz.primal import Snapshot
-from dualviz.store import Store
+from dualviz.results import JobStatus
+from dualviz.service.jobs import JobManager
+from dualviz.service.store import Store
 
-QUICK = Experiment(iterations=150, restarts=1)
-# Long enough to still be running when a test acts on it; it is always cancelled.
-LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
-                  restarts=20)
-
-
-def wait_for(condition, timeout=60.0, every=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what}: not reached within {timeout:g} s")
-
+pytestmark = pytest.mark.server
 
 def process_exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
@@ -41,12 +27,6 @@ def manager(tmp_path):
     assert jobs.ready.wait(120), "the fork server did not start"
     yield jobs
     jobs.shutdown()
-
-
-def snapshot(i: int) -> Snapshot:
-    return Snapshot(restart=0, iteration=i, objective=1.0 / (i + 1), loss=0.0, regularizer=1.0,
-                    residual=0.0, singular_values=[1.0, 0.5], layer_singular_values=[[1.0]],
-                    elapsed=i * 1e-3, done=False)
 
 
 def write_snapshots(data_dir: str, count: int, batch: int) -> None:
@@ -113,6 +93,8 @@ def test_same_experiment_from_two_sessions_is_computed_once(manager):
     assert third.record.pid == pid and third.record.created == first.record.created
     wait_for(lambda: manager.running() == [])  # the finished process is reaped
     assert done.record.result["experiment"]["hash"] == QUICK.hash
+    assert done.record.status == JobStatus.DONE and done.record.run.primal.value is not None
+    assert done.record.known_bounds.dual.value == done.record.run.dual.value
     snaps = manager.store.snapshots(QUICK.hash)
     assert [seq for seq, _ in snaps] == list(range(len(snaps)))
     assert snaps[-1][1].done

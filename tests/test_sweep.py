@@ -13,9 +13,13 @@ import pytest
 import torch
 
 from dualviz.config import ConfigError, Experiment
+from dualviz.gapcurves import rows
 from dualviz.runner import run
-from dualviz.store import Store
-from dualviz.sweep import MAX_POINTS, Sweep, local_executor, parse_vary, rows, run_sweep
+from dualviz.service.store import Store
+from dualviz.service.sweeps import local_executor, run_sweep
+from dualviz.sweep import MAX_POINTS, Sweep, parse_vary
+
+pytestmark = pytest.mark.server
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small and quick: N = 6 points, 60 L-BFGS iterations, one restart.
@@ -197,7 +201,7 @@ def test_page_settings_round_trip_and_clamp():
 
 def test_curves_and_theory_agree_with_the_closed_forms(store):
     """Real solves: the closed-form P/D of every point equals the theory curve r^((L-2)/2)."""
-    from dualviz.sweep import curves, theory_curves
+    from dualviz.gapcurves import curves, theory_curves
 
     base = BASE.replace(objective="interpolation", regularization="rescaled", spectrum="equal",
                         iterations=200, restarts=1)[0]
@@ -294,7 +298,7 @@ def test_stopping_a_cli_sweep_with_sigterm_leaves_no_point_running(tmp_path):
 
 
 def test_only_well_formed_scheduler_addresses_are_used():
-    from dualviz.sweep import check_scheduler
+    from dualviz.service.sweeps import check_scheduler
 
     assert check_scheduler(" tcp://10.0.0.5:8786 ") == "tcp://10.0.0.5:8786"
     assert check_scheduler("tls://scheduler.example.org:8786")

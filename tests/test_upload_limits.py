@@ -24,6 +24,8 @@ import pytest
 from dualviz import data, limits
 from dualviz.data import DataError, load_csv, load_file, load_npz
 
+pytestmark = pytest.mark.server
+
 ROOT = Path(__file__).resolve().parents[1]
 BOMB_BYTES = 200 * 2**20  # what a naive loader would allocate for each bomb below
 PAYLOAD = 10 * 2**20  # the zeros behind each bomb's header: an entry of an allowed size
@@ -216,7 +218,7 @@ def test_the_cli_refuses_a_fifo_instead_of_waiting_on_it(tmp_path):
 def test_streamlit_takes_no_larger_upload_than_the_app(monkeypatch):
     """Streamlit holds an upload in memory before the app sees it: its own limit is the
     app's, from the same variable."""
-    from dualviz.serve import streamlit_config
+    from dualviz.ui.serve import streamlit_config
 
     monkeypatch.setenv("DUALVIZ_MAX_UPLOAD_MB", "7")
     assert streamlit_config(8501, "127.0.0.1")["server.maxUploadSize"] == 7

@@ -3,43 +3,24 @@
 import cvxpy as cp
 import numpy as np
 import pytest
+from shared import CASES, instance
 
-from dualviz.arrangements import patterns, with_bias
 from dualviz.config import Experiment
-from dualviz.relu import relu_bounds
-from dualviz.relu_convex import Network, network_objective, rebuild, two_layer_convex
-from dualviz.runner import dataset_for
-from dualviz.store import Store
-from dualviz.working_set import (
+from dualviz.relu.bounds import relu_bounds
+from dualviz.relu.cones import cone_violation
+from dualviz.relu.convex import Network, network_objective, rebuild, two_layer_convex
+from dualviz.relu.patterns import patterns, with_bias
+from dualviz.relu.working_set import (
     Certificate,
     _Pricer,
     certify,
     columns_from_keys,
     columns_to_keys,
-    cone_violation,
     network_columns,
     solve_working_set,
 )
-
-
-def instance(n: int, d: int, seed: int):
-    """Seeded data plus bias and a noisy ReLU teacher, with all (or sampled) patterns."""
-    rng = np.random.default_rng(seed)
-    X = with_bias(rng.standard_normal((n, d)))
-    y = np.maximum(X @ rng.standard_normal((d + 1, 3)), 0) @ rng.standard_normal(3)
-    y += 0.05 * rng.standard_normal(n)
-    found = patterns(X, max_patterns=3000, samples=20_000, seed=seed)
-    return X, y, found
-
-
-CASES = [  # (N, d, seed, beta / N, objective)
-    (20, 1, 0, 0.01, "squared"),
-    (20, 2, 1, 0.01, "squared"),
-    (20, 2, 2, 0.1, "squared"),
-    (30, 2, 3, 0.05, "interpolation"),
-    (20, 1, 4, 0.1, "interpolation"),
-    (40, 4, 5, 0.05, "squared"),  # rank 5: sampled patterns
-]
+from dualviz.runner import dataset_for
+from dualviz.service.store import Store
 
 
 @pytest.mark.parametrize(("n", "d", "seed", "scale", "objective"), CASES)

@@ -12,11 +12,11 @@ import streamlit as st
 from .. import explain
 from ..config import SYNTHETIC, Experiment
 from ..data import DataError, Dataset, load_file
-from ..jobs import JobView
+from ..exports import rerun_snippet, result_csv
 from ..plots import PROJECTOR, SCREEN, FigureStyle
-from ..primal import Snapshot
-from ..runner import rerun_snippet, result_csv
-from ..store import FINAL, StoreError
+from ..results import ACTIVE, FINAL, JobStatus, Snapshot
+from ..service.jobs import JobView
+from ..service.store import StoreError
 from . import charts, live, state
 from .live_chart import Figure, Stream, live_panel
 
@@ -102,7 +102,7 @@ def live_view(exp: Experiment, uploaded: Dataset | None, figures: Figures,
     presenter = state.view_options(st.query_params.to_dict())[0]
     style = PROJECTOR if presenter else SCREEN
     (seq, snaps), (_, twin_snaps) = live.drawn(featured), live.drawn(other)
-    now = explain.readout(exp, featured.record.bounds, featured.record.result, snaps)
+    now = explain.readout(exp, featured.record.known_bounds, featured.record.run, snaps)
     streams = [_stream(f"{e.arch} net", view, cursor)
                for e, view, cursor in ((exp, featured, seq), (counterpart, other,
                                                                live.drawn(other)[0]))]
@@ -121,7 +121,7 @@ def live_view(exp: Experiment, uploaded: Dataset | None, figures: Figures,
     final = featured.status in FINAL and other.status in FINAL
     version = "|".join(f"{v.record.hash}:{v.record.created}:{v.status in FINAL}:{v.status}"
                        for v in (featured, other))
-    busy = any(v.status == "busy" for v in (featured, other))
+    busy = any(v.status == JobStatus.BUSY for v in (featured, other))
     live_panel("live", version, exp.hash, streams, metrics, drawn, presenter=presenter,
                retry_after=live.BUSY_RETRY_SECONDS if busy else None, style=style)
     row = st.container(horizontal=True)
@@ -130,7 +130,7 @@ def live_view(exp: Experiment, uploaded: Dataset | None, figures: Figures,
                          where=row)
     if notes is not None:
         notes(exp, now)
-    if featured.status == "failed":
+    if featured.status == JobStatus.FAILED:
         show_failure(featured, exp)
     if final:
         comparison(exp, counterpart, featured, other)
@@ -141,11 +141,11 @@ def live_view(exp: Experiment, uploaded: Dataset | None, figures: Figures,
 
 def _stream(label: str, view: JobView, cursor: int) -> Stream:
     record = view.record
-    active = view.status in ("queued", "running")
+    active = view.status in ACTIVE
     url = (f"/api/jobs/{record.hash}/stream?after={cursor}&watcher={live.watcher_id()}"
            if active else None)
     took = None
-    if record.status == "done" and record.started and record.finished:
+    if record.status == JobStatus.DONE and record.started and record.finished:
         took = f"done in {record.finished - record.started:.1f} s"
     return Stream(label, url, live.status_line(view), record.started, took)
 
@@ -173,7 +173,7 @@ def share_and_export(exp: Experiment, view: JobView) -> None:
         a.download_button("Result as JSON", json.dumps(result, indent=1),
                           file_name=f"dualviz-{exp.hash}.json", mime="application/json",
                           key=f"json_{exp.hash}")
-        b.download_button("Result as CSV", result_csv(result),
+        b.download_button("Result as CSV", result_csv(view.record.run),
                           file_name=f"dualviz-{exp.hash}.csv", mime="text/csv",
                           key=f"csv_{exp.hash}")
         st.markdown("**Rerun it in Python** (`pip install -r requirements.txt` in this "
@@ -188,18 +188,19 @@ def comparison(exp: Experiment, counterpart: Experiment, featured: JobView,
     columns = dict(zip((exp.arch, counterpart.arch), st.columns(2), strict=True))
     for experiment, view in ((exp, featured), (counterpart, other)):
         with columns[experiment.arch]:
-            reading = explain.readout(experiment, view.record.bounds, view.record.result,
+            reading = explain.readout(experiment, view.record.known_bounds, view.record.run,
                                       live.snapshots(view))
             shown = reading.shown()
             st.markdown(f"**{experiment.arch.capitalize()} net**: {shown['P_label']} = "
                         f"{shown['P']}, D (lower bound on P) = {shown['D']}")
-            explanation = ((view.record.result or {}).get("primal") or {}).get("explanation")
+            run = view.record.run
+            explanation = run.primal.explanation if run is not None else None
             verdict = explain.gap_verdict(reading.primal, reading.dual, reading.closed_primal,
                                           explanation)
-            (st.success if verdict.startswith("zero") else st.info)(verdict)
+            (st.success if verdict.kind == explain.VerdictKind.ZERO_GAP else st.info)(verdict.text)
             formula = explain.formula_latex(experiment, reading.target_spectrum,
                                             reading.closed_primal, reading.closed_dual)
             if formula:
                 st.latex(formula)
-            if view.status == "failed" and experiment is counterpart:
+            if view.status == JobStatus.FAILED and experiment is counterpart:
                 show_failure(view, experiment)

@@ -12,9 +12,9 @@ import uuid
 
 import streamlit as st
 
-from ..jobs import JobManager, JobView, busy_record
-from ..primal import Snapshot
-from ..store import StoreError
+from ..results import COMPLETED, RERUNNABLE, JobStatus, Snapshot
+from ..service.jobs import JobManager, JobView, busy_record
+from ..service.store import StoreError
 
 BUSY_RETRY_SECONDS = 2.0  # a session refused for now asks again this often
 _SNAPSHOTS = "_dualviz_snapshots"
@@ -58,7 +58,7 @@ def drawn(view: JobView) -> tuple[int, list[Snapshot]]:
     cache = st.session_state.setdefault(_SNAPSHOTS, {})
     key = (view.record.hash, view.record.created)  # a rerun of the same hash starts afresh
     last_seq, seen = cache.get(key, (-1, []))
-    if view.status == "busy":
+    if view.status == JobStatus.BUSY:
         return last_seq, seen
     try:
         news = manager().store.snapshots(view.record.hash, after=last_seq)
@@ -97,8 +97,8 @@ class Jobs:
     def current(self) -> list[JobView]:
         jobs = manager()
         jobs.touch(watcher_id())
-        self.views = [v if v.status == "busy" else self._view(v) for v in self.views]
-        lost = any(v.status in ("busy", "cancelled", "interrupted") for v in self.views)
+        self.views = [v if v.status == JobStatus.BUSY else self._view(v) for v in self.views]
+        lost = any(v.status in (JobStatus.BUSY, *RERUNNABLE) for v in self.views)
         if lost and time.monotonic() - self.asked >= BUSY_RETRY_SECONDS:
             self.views = jobs.focus(watcher_id(), self.experiments)
             self.asked = time.monotonic()
@@ -110,7 +110,7 @@ class Jobs:
             return manager().view(view.record.hash)
         except StoreError as exc:  # keep what we had, say why it does not move
             record = view.record
-            if record.status in ("done", "failed"):
+            if record.status in COMPLETED:
                 return view
             return JobView(busy_record(record.hash, record.query, str(exc)), None)
         except KeyError:  # dropped meanwhile (a rerun from another tab): ask again
@@ -122,19 +122,19 @@ class Jobs:
 def status_line(view: JobView) -> str:
     """A short status for a job."""
     record = view.record
-    if record.status == "busy":
+    if record.status == JobStatus.BUSY:
         return f"waiting: {record.error}"
-    if record.status == "queued":
+    if record.status == JobStatus.QUEUED:
         jobs = manager()
         if jobs.launcher_error:
             return f"queued, but {jobs.launcher_error}"
         if not jobs.ready.is_set():
             return "queued: the solvers are warming up (first run after the server started)"
         return f"queued (position {view.queue_position}): waiting for a free worker"
-    if record.status == "running":
+    if record.status == JobStatus.RUNNING:
         elapsed = time.time() - (record.started or time.time())
         return f"running for {elapsed:.1f} s"
-    if record.status == "done":
+    if record.status == JobStatus.DONE:
         took = (record.finished or 0) - (record.started or record.finished or 0)
         return f"done in {took:.1f} s"
     return f"{record.status}: {(record.error or '').splitlines()[0] if record.error else ''}"

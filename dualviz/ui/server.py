@@ -1,7 +1,7 @@
 """The server: the pages (app.py and pages/) as Streamlit's ASGI app, with the routes they need.
 
 - ``GET /api/jobs/{hash}/stream?after=SEQ&watcher=ID``: a job's live run as Server-Sent Events
-  (dualviz.stream): every snapshot batch after SEQ, the status and readout, and an ``end``
+  (dualviz.service.stream): every snapshot batch after SEQ, the status and readout, and an ``end``
   event when the job ends. Only jobs stored on this server (an unknown hash is a 404); payloads
   are bounded; no cross-origin access is granted (no CORS headers).
 - ``GET /vendor/plotly.min.js``: Plotly.js from the installed plotly package (the app loads
@@ -26,10 +26,10 @@ from starlette.middleware import Middleware
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..serve import app_script
-from ..stream import Broadcaster
+from ..service.stream import Broadcaster
 from . import live
 from .live_chart import PLOTLY_URL
+from .serve import app_script
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 _HASH = re.compile(r"[0-9a-f]{16}")

@@ -18,6 +18,7 @@ from ..config import (
     parse_knob,
     upper_bound,
 )
+from ..views import VIEW_KEYS, View
 
 _APPLIED = "_dualviz_applied_query"  # the query string the widgets currently reflect
 _NOTES = "_dualviz_pending_notes"
@@ -27,7 +28,6 @@ GROUP_TITLES = {"network": "Network", "regularization": "Objective and regulariz
                 "data": "Data", "solver": "Solver"}
 
 
-VIEW_KEYS = ("present", "hide")  # how the page looks, not what it computes
 # Presenter mode: text a quarter larger through the root font size (Streamlit sizes in rem),
 # the main area as wide as the screen; the figures are drawn larger by plots.PROJECTOR.
 # Not a CSS zoom: that cut Plotly's labels and axes.
@@ -100,24 +100,21 @@ def _widget(knob: Knob, applies: bool = True, **callback: Any) -> Any:
                            format="%.6g", help=help_text, **callback)
 
 
-def experiment_controls(shown: set[str], fixed: Mapping[str, Any] | None = None,
-                        defaults: Mapping[str, Any] | None = None,
-                        keep: tuple[str, ...] = ()) -> tuple[Experiment, list[str]]:
-    """Sidebar controls for the knobs in `shown`; the URL is read first and written back.
+def experiment_controls(view: View) -> tuple[Experiment, list[str]]:
+    """Sidebar controls for the knobs `view` offers; the URL is read first and written back.
 
-    `fixed` pins knobs this page does not offer (e.g. activation on the linear page);
-    `defaults` are this page's starting values where the URL says nothing. Returns the
-    experiment and notes on anything that was clamped or ignored. `keep`: URL keys the page
-    manages itself, left in the URL.
+    The view's fixed values pin knobs the page does not offer (e.g. activation on the linear
+    page), its defaults are the starting values where the URL says nothing, its `keep` keys
+    are the page's own and stay in the URL. Returns the experiment and notes on anything that
+    was clamped or ignored.
     """
-    fixed = dict(fixed or {})
-    keep = (*keep, *VIEW_KEYS)
+    fixed = dict(view.fixed)
+    keep = (*view.keep, *VIEW_KEYS)
     present, hidden, view_notes = view_options(_url_values())
-    shown = set(shown) - hidden
+    shown = set(view.offers or ()) - hidden
     if present:
         st.markdown(_PRESENTER_CSS, unsafe_allow_html=True)  # a constant: no user text
-    url = {k: v for k, v in _url_values().items() if k not in keep}
-    url_exp, url_notes = Experiment.from_values({**(defaults or {}), **url, **fixed})
+    url_exp, url_notes = view.experiment(_url_values())
     url_notes = [n for n in url_notes if not n.startswith("ignored unknown setting")]
     link_notes = url_notes + st.session_state.pop(_NOTES, [])
     if st.session_state.get(_APPLIED) != url_exp.to_query():

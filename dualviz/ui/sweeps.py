@@ -1,5 +1,5 @@
 """Sweeps from a page: the server's job manager runs their points in the job places the pages
-leave free (dualviz.jobs), so they obey the server's caps; the page reads progress and
+leave free (dualviz.service.jobs), so they obey the server's caps; the page reads progress and
 results from the store in one query each."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import os
 import streamlit as st
 
 from .. import limits
-from ..jobs import SCHEDULER_ENV, SweepView
+from ..results import COMPLETED
+from ..service.jobs import SCHEDULER_ENV, SweepView
 from ..sweep import (
     AXIS_KEYS,
     DEFAULT_SETTINGS,
     SERIES_KEYS,
+    SETTING_KEYS,
     Sweep,
     sweep_from_params,
     sweep_params,
 )
 from . import live
-
-SETTING_KEYS = ("x", "x-values", "series", "series-values", "seeds")
 
 
 def size(sweep: Sweep) -> int:
@@ -83,7 +83,7 @@ def results(sweep: Sweep) -> list:
     out = []
     for coords, exp in points(sweep):
         record = stored.get(exp.hash)
-        if record is not None and record.status in ("done", "failed") and record.result:
+        if record is not None and record.status in COMPLETED and record.result:
             out.append((coords, exp, record.result))
     return out
 

@@ -38,13 +38,18 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset, validate_arrays
-from .primal import Snapshot
+from ..data import Dataset, validate_arrays
+from ..results import (
+    FINAL,
+    RERUNNABLE,
+    Bounds,
+    JobStatus,
+    Snapshot,
+    StoredRun,
+    SweepStatus,
+)
 
 DATA_DIR_ENV = "DUALVIZ_DATA_DIR"
-ACTIVE = ("queued", "running")
-FINAL = ("done", "failed", "cancelled", "interrupted")
-RERUNNABLE = ("cancelled", "interrupted")  # a page asking for one of these computes it again
 KEEP_SNAPSHOTS = 1000  # per finished job: enough for every curve the pages draw
 BUSY_TIMEOUT = 2.0  # seconds a statement waits for another process's lock before StoreError
 SCHEMA_VERSION = 2  # PRAGMA user_version: the columns below
@@ -165,9 +170,12 @@ def pid_alive(pid: int | None) -> bool:
 
 @dataclass(frozen=True)
 class JobRecord:
+    """A job as stored; bounds and result are the JSON as written, `known_bounds` and `run`
+    the same read back typed (dualviz.results)."""
+
     hash: str
     query: str
-    status: str  # queued | running | done | failed | cancelled | interrupted
+    status: JobStatus
     created: float
     started: float | None
     finished: float | None
@@ -175,6 +183,16 @@ class JobRecord:
     error: str | None
     bounds: dict[str, Any] | None  # closed form and dual, known before training ends
     result: dict[str, Any] | None
+
+    @functools.cached_property
+    def known_bounds(self) -> Bounds | None:
+        """What was known before training ended: the final result's bounds once there is one."""
+        source = self.result or self.bounds
+        return Bounds.from_json(source) if source else None
+
+    @functools.cached_property
+    def run(self) -> StoredRun | None:
+        return StoredRun.from_json(self.result) if self.result else None
 
 
 @dataclass(frozen=True)
@@ -192,7 +210,8 @@ _JOB_COLUMNS = "hash, query, status, created, started, finished, pid, error, bou
 
 
 def _job(row) -> JobRecord:
-    return JobRecord(*row[:8], *(json.loads(x) if x else None for x in row[8:]))
+    return JobRecord(row[0], row[1], JobStatus(row[2]), *row[3:8],
+                     *(json.loads(x) if x else None for x in row[8:]))
 
 
 class Store:
@@ -310,7 +329,8 @@ class Store:
         the job is created running, so no job manager starts it a second time. Returns
         whether a job was created."""
         now = time.time()
-        status, started = ("queued", None) if running_in is None else ("running", now)
+        status, started = ((JobStatus.QUEUED, None) if running_in is None
+                           else (JobStatus.RUNNING, now))
         with self._transaction() as db:
             row = db.execute("SELECT status FROM jobs WHERE hash = ?", (job_hash,)).fetchone()
             if row is not None and not replace and row[0] not in RERUNNABLE:
@@ -347,7 +367,8 @@ class Store:
     def finish_result(self, job_hash: str, result: dict[str, Any]) -> bool:
         """A run that completed: done, or failed for its `failure` (its numbers are kept)."""
         failure = result.get("failure")
-        return self.finish(job_hash, "failed" if failure else "done", result=result,
+        return self.finish(job_hash, JobStatus.FAILED if failure else JobStatus.DONE,
+                           result=result,
                            error=failure)
 
     @_guarded
@@ -370,7 +391,7 @@ class Store:
         is still alive is left running."""
         rows = self._db.execute("SELECT hash, status, pid FROM jobs "
                                 "WHERE status IN ('queued', 'running')").fetchall()
-        dead = [(h,) for h, status, pid in rows if status == "queued" or not pid_alive(pid)]
+        dead = [(h,) for h, status, pid in rows if status == JobStatus.QUEUED or not pid_alive(pid)]
         now = time.time()
         with self._transaction() as db:
             db.executemany(
@@ -522,14 +543,14 @@ class Store:
                          (key, json.dumps(spec), pid, now, owner, now))
 
     @_guarded
-    def sweep_ended(self, key: str, status: str, error: str | None = None) -> None:
+    def sweep_ended(self, key: str, status: SweepStatus, error: str | None = None) -> None:
         """A sweep stops running: finished, stopped (its owner's Stop), paused (nobody
         watched it) or failed (e.g. the cluster could not be reached)."""
         self._db.execute("UPDATE sweeps SET status = ?, error = ?, pid = NULL, updated = ? "
                          "WHERE key = ?", (status, error, time.time(), key))
 
     def sweep_finished(self, key: str) -> None:
-        self.sweep_ended(key, "finished")
+        self.sweep_ended(key, SweepStatus.FINISHED)
 
     @_guarded
     def sweep(self, key: str) -> SweepRecord | None:
@@ -538,8 +559,8 @@ class Store:
         if row is None:
             return None
         status = row[2]
-        if status == "running" and row[7] is not None and not pid_alive(row[7]):
-            status = "interrupted"  # its CLI driver died
+        if status == SweepStatus.RUNNING and row[7] is not None and not pid_alive(row[7]):
+            status = SweepStatus.INTERRUPTED  # its CLI driver died
         return SweepRecord(row[0], json.loads(row[1]), status, row[3], row[4], row[5], row[6])
 
     @_guarded

@@ -3,7 +3,8 @@
 Streamlit's own settings that the limits depend on are passed here, not left to a config file
 in the working directory: the upload limit equals the app's ($DUALVIZ_MAX_UPLOAD_MB), and the
 server listens on 127.0.0.1 unless the operator names another address. The app is Streamlit's
-ASGI app with the push channel's routes (dualviz/ui/server.py).
+ASGI app with the push channel's routes (dualviz/ui/server.py). Streamlit is imported only
+when the app starts, so the command line stays light.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from . import limits
-from .store import Store, StoreError
+from .. import limits
+from ..service.store import Store, StoreError
 
 
 def app_script() -> Path:
     """app.py (with pages/ beside it): the checkout's, or an installed copy's
     (share/dualviz, see pyproject.toml)."""
-    checkout = Path(__file__).resolve().parents[1] / "app.py"
+    checkout = Path(__file__).resolve().parents[2] / "app.py"
     if checkout.exists():
         return checkout
     return Path(sysconfig.get_path("data")) / "share" / "dualviz" / "app.py"
@@ -47,7 +48,7 @@ def serve(port: int, address: str) -> int:
     if address not in ("127.0.0.1", "localhost", "::1"):
         print(f"dualviz: serving on {address}: anyone who can reach this address can use the "
               "app (see the README on serving a network)", file=sys.stderr)
-    from .ui.server import build_app  # Streamlit only where it serves
+    from .server import build_app  # Streamlit only where it serves
 
     # Streamlit puts the launcher's folder on sys.path and takes sys.argv as the script's
     # arguments: the launcher is app.py (as for `streamlit run app.py`), with none.

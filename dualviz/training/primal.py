@@ -36,15 +36,16 @@ optimum and says what it is (:class:`PrimalStatus`).
 from __future__ import annotations
 
 import dataclasses
-import enum
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .config import Experiment
+from ..config import Experiment
+from ..regularizers import REGULARIZERS
+from ..results import PrimalResult, PrimalStatus, RestartResult, Snapshot, Start, Stop
 from .nets import DTYPE, Net, singular_values
 
 RESIDUAL_TOL = 1e-6
@@ -62,54 +63,6 @@ LBFGS_EVALS_PER_ITERATION = 25
 FINISH_RESIDUAL = 1e-1 * RESIDUAL_TOL
 INNER_STALL = 1e-10  # a chunk that lowers the augmented Lagrangian less (relative) ends it
 INNER_MAX_CHUNKS = 8  # ... and so does the 8th chunk of one subproblem (L-BFGS crawls on some)
-
-
-class PrimalStatus(enum.StrEnum):
-    """What the trained value is (CVXPY style: compare with these, never with free text)."""
-
-    OPTIMAL = "optimal"  # feasible and at the known optimum (within OPTIMUM_TOL)
-    NO_REFERENCE = "feasible, no reference"  # feasible; no known optimum to compare with
-    LOCAL_MINIMUM = "local minimum"  # feasible, converged, above the known optimum
-    ITERATION_LIMIT = "iteration limit"  # feasible, still moving when the budget ran out, above
-    BELOW_REFERENCE = "below the known optimum"  # feasible and lower: the reference is wrong
-    NOT_INTERPOLATED = "not interpolated"  # no restart met the residual tolerance
-    DIVERGED = "diverged"  # every restart ended at NaN or inf
-
-
-class Start(enum.StrEnum):
-    """Where a restart started."""
-
-    RANDOM = "random"  # ~1/sqrt(fan_in) Gaussian layers, seeded by restart_seed
-    CLOSED_FORM = "closed form"  # the closed-form optimum of a linear net (docs/math.md §3)
-    CONVEX = "convex solution"  # the net rebuilt from the convex solution (docs/math.md §4)
-
-
-class Stop(enum.StrEnum):
-    """Why a restart stopped."""
-
-    CONVERGED = "converged"  # the optimiser's own tolerances (and the residual, if any)
-    ITERATIONS = "iteration budget"  # exp.iterations used up
-    AT_OPTIMUM = "at the known optimum"  # within AT_OPTIMUM_TOL of it (and fitting Y to 1e-8)
-    DIVERGED = "diverged"  # NaN or inf
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The state of one restart after `iteration` optimizer iterations."""
-
-    restart: int
-    iteration: int
-    objective: float  # loss + regularizer (squared) or regularizer (interpolation)
-    loss: float  # 0.5 ||f(X) - Y||^2
-    regularizer: float
-    residual: float  # ||f(X) - Y||_F / ||Y||_F
-    singular_values: list[float]  # of the end-to-end matrix
-    layer_singular_values: list[list[float]]
-    elapsed: float  # seconds since this training started
-    done: bool = False  # the last snapshot of this restart
-    probe: list[float] | None = None  # f at the probe points (a fitted curve), when asked
-    start: str = Start.RANDOM  # where this restart started
-    stopped: str | None = None  # the last snapshot: why the restart stopped (a Stop)
 
 
 @dataclass(frozen=True)
@@ -131,49 +84,6 @@ class Reference:
     value: float | None
     kind: str
     point: InitialPoint | None = None
-
-
-@dataclass(frozen=True)
-class RestartResult:
-    restart: int
-    value: float
-    residual: float
-    iterations: int
-    feasible: bool
-    start: Start = Start.RANDOM
-    stopped: Stop = Stop.ITERATIONS
-    kept_at: int | None = None  # the iteration of the point reported (0: a known start kept)
-
-
-@dataclass(frozen=True)
-class PrimalResult:
-    """Best feasible restart (value None when none was feasible); a restart's value is that of
-    its last point, or of its start when it started from a known solution that training left
-    for a worse or infeasible point (RestartResult.kept_at = 0).
-
-    status and explanation say what the value is (:class:`PrimalStatus`), comparing it with
-    `reference` (the known optimum, of kind `reference_kind`, when there is one).
-    best_infeasible: when no restart is feasible, the one closest to interpolating (smallest
-    residual), so that a run is never a bare n/a. best_random: the best feasible value among
-    the randomly initialised restarts (None if none), to show what training alone found when a
-    restart started from a known solution.
-    """
-
-    value: float | None
-    residual: float | None
-    best_restart: int | None
-    restarts: list[RestartResult]
-    singular_values: list[float] | None
-    layer_singular_values: list[list[float]] | None
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-    probe: list[float] | None = None  # the best restart's f at the probe points
-    status: PrimalStatus = PrimalStatus.NO_REFERENCE
-    explanation: str = ""
-    reference: float | None = None
-    reference_kind: str | None = None
-    best_infeasible: RestartResult | None = None
-    best_random: float | None = None
 
 
 def restart_seed(seed: int, restart: int) -> int:
@@ -200,17 +110,8 @@ class Scaling:
         iterations on the rescaled one, e.g. 178, 97, 92 instead of 25, 66, 73 on a preset)."""
         if exp.objective == "squared":
             return cls(1.0, exp.beta, (1.0,) * exp.depth, exp.beta, exp.t)
-        L, s = exp.depth, y_norm
-        if exp.regularization == "rescaled":
-            c = L - 2
-            outer = (s / exp.t ** c) ** 0.5
-            factors = (exp.t,) * c + (outer, outer)
-            g = s * exp.t ** (-c)
-        else:
-            factors = (s ** (1.0 / L),) * L
-            g = s ** (2.0 / L) if exp.regularization == "weight-decay" else s
-        beta = 1.0 if exp.objective == "interpolation" else exp.beta * g / (s * s)
-        return cls(s, beta, factors, exp.beta * g)
+        factors, g = REGULARIZERS[exp.regularization].layer_scales(y_norm, exp.t, exp.depth)
+        return cls(y_norm, 1.0, factors, exp.beta * g)
 
 
 def _snapshot(net: Net, X, Y, probe, restart, iteration, objective_kind, started,

@@ -39,22 +39,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import limits
-from .config import Experiment
-from .store import ACTIVE, FINAL, RERUNNABLE, JobRecord, Store, StoreError, pid_alive
+from .. import limits
+from ..config import Experiment
+from ..results import ACTIVE, COMPLETED, FINAL, RERUNNABLE, JobStatus, SweepStatus
+from .store import JobRecord, Store, StoreError, pid_alive
+from .sweeps import SCHEDULER_ENV
 
 WATCHER_TIMEOUT = 120.0  # seconds without a poll after which a session counts as gone
 TICK = 0.05  # seconds between scheduler passes
 FEED_EVERY = 0.5  # seconds between looks for the next sweep points
 RETENTION_EVERY = 60.0  # seconds between checks of the store's size
 LAUNCHER_ATTEMPTS = 3  # starts of the solver process before the manager gives up
-SCHEDULER_ENV = "DUALVIZ_DASK_SCHEDULER"
 
 
 def busy_record(job_hash: str, query: str, message: str) -> JobRecord:
     """What a session sees for a job it could not get now (a full queue, a busy store):
     nothing is stored; the page asks again until it can."""
-    return JobRecord(job_hash, query, "busy", time.time(), None, None, None, message, None,
+    return JobRecord(job_hash, query, JobStatus.BUSY, time.time(), None, None, None, message, None,
                      None)
 
 
@@ -66,20 +67,20 @@ class JobView:
     queue_position: int | None  # 1 = next to start; None unless queued
 
     @property
-    def status(self) -> str:
+    def status(self) -> JobStatus:
         return self.record.status
 
     @property
     def active(self) -> bool:
         """Still to change: queued, running, or refused for now (asked again)."""
-        return self.record.status in (*ACTIVE, "busy")
+        return self.record.status in (*ACTIVE, JobStatus.BUSY)
 
 
 @dataclass(frozen=True)
 class SweepView:
     """A sweep as a page sees it."""
 
-    status: str  # running | stopped | paused | finished | interrupted | failed | new
+    status: SweepStatus
     yours: bool  # this session started it (only it can stop it)
     message: str | None  # why it is not running, or who runs it
     total: int
@@ -89,7 +90,7 @@ class SweepView:
 
     @property
     def is_running(self) -> bool:
-        return self.status == "running"
+        return self.status == SweepStatus.RUNNING
 
 
 @dataclass
@@ -182,11 +183,11 @@ class JobManager:
     def _attach(self, exp: Experiment) -> JobView:
         record = self.store.job(exp.hash)
         if record is not None and self._orphaned(record):
-            self.store.finish(exp.hash, "interrupted",
+            self.store.finish(exp.hash, JobStatus.INTERRUPTED,
                               error="the process computing this job ended; run it again")
             record = self.store.job(exp.hash)
         if record is None or record.status in RERUNNABLE:
-            waiting = self.store.count_with_status("queued")
+            waiting = self.store.count_with_status(JobStatus.QUEUED)
             if waiting >= self.max_queued:
                 return JobView(busy_record(
                     exp.hash, exp.canonical.to_query(),
@@ -199,7 +200,7 @@ class JobManager:
         """Running in a process that is gone and not ours (a killed CLI sweep's point)."""
         with self._lock:
             ours = record.hash in self._processes
-        return (record.status == "running" and record.pid is not None and not ours
+        return (record.status == JobStatus.RUNNING and record.pid is not None and not ours
                 and not pid_alive(record.pid))
 
     def touch(self, watcher: str) -> None:
@@ -228,8 +229,8 @@ class JobManager:
         if record is None:
             raise KeyError(job_hash)
         position = None
-        if record.status == "queued":
-            queued = [j.hash for j in self.store.jobs_with_status("queued")]
+        if record.status == JobStatus.QUEUED:
+            queued = [j.hash for j in self.store.jobs_with_status(JobStatus.QUEUED)]
             position = queued.index(job_hash) + 1 if job_hash in queued else None
         return JobView(record, position)
 
@@ -271,8 +272,8 @@ class JobManager:
             self._sweeps[key] = _Sweep(key, watcher, [(e.hash, e.canonical.to_query())
                                                       for e in distinct], time.monotonic())
         for old in mine:
-            self.store.sweep_ended(old, "stopped", "replaced by another sweep of the same "
-                                                   "session")
+            self.store.sweep_ended(old, SweepStatus.STOPPED,
+                                   "replaced by another sweep of the same session")
         self.store.sweep_started(key, spec, owner=watcher)
         return None
 
@@ -289,8 +290,8 @@ class JobManager:
             flying = [h for h, k in self._sweep_of.items() if k == key]
         for job_hash in flying:
             self._cancel(job_hash, "cancelled: the sweep was stopped")
-        self.store.sweep_ended(key, "stopped", "stopped by the session that started it; "
-                                               "press Resume to compute the rest")
+        self.store.sweep_ended(key, SweepStatus.STOPPED, "stopped by the session that started "
+                               "it; press Resume to compute the rest")
         return None
 
     def sweep_view(self, watcher: str, key: str, hashes: Sequence[str]) -> SweepView:
@@ -302,21 +303,22 @@ class JobManager:
                 sweep.seen = time.monotonic()
         statuses = self.store.statuses(hashes)
         total = len(set(hashes))
-        done = sum(1 for s, _ in statuses.values() if s in ("done", "failed"))
-        running = sum(1 for s, _ in statuses.values() if s == "running")
+        done = sum(1 for s, _ in statuses.values() if s in COMPLETED)
+        running = sum(1 for s, _ in statuses.values() if s == JobStatus.RUNNING)
         if sweep is not None:
             finished = [f for s, f in statuses.values()
-                        if s in ("done", "failed") and f is not None and f >= sweep.started]
+                        if s in COMPLETED and f is not None and f >= sweep.started]
             eta = None
             if finished and done < total:
                 eta = (max(finished) - sweep.started) / len(finished) * (total - done)
             yours = sweep.owner == watcher
             message = None if yours else "started by another visitor: only they can stop it"
-            return SweepView("running", yours, message, total, done, running, eta)
+            return SweepView(SweepStatus.RUNNING, yours, message, total, done, running, eta)
         record = self.store.sweep(key)
         if record is None:
-            return SweepView("new", False, None, total, done, running, None)
-        status = record.status if record.status != "running" else "interrupted"
+            return SweepView(SweepStatus.NEW, False, None, total, done, running, None)
+        status = (SweepStatus(record.status) if record.status != SweepStatus.RUNNING
+                  else SweepStatus.INTERRUPTED)
         return SweepView(status, record.owner == watcher, record.error, total, done, running,
                          None)
 
@@ -350,7 +352,7 @@ class JobManager:
         self._launcher_starts += 1
         self.ready.clear()
         self._launcher = subprocess.Popen(
-            [sys.executable, "-m", "dualviz.launcher"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "dualviz.service.launcher"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE)
         threading.Thread(target=self._listen, args=(self._launcher,), name="dualviz-launcher",
                          daemon=True).start()
@@ -376,7 +378,7 @@ class JobManager:
             orphans = list(self._processes)
             self._processes.clear()
         for job_hash in orphans:  # its children were ended with it
-            self._finish(job_hash, "failed", "the solver process ended; run it again")
+            self._finish(job_hash, JobStatus.FAILED, "the solver process ended; run it again")
         if self._launcher_starts >= LAUNCHER_ATTEMPTS:
             self.launcher_error = (f"the solver process failed to start (exit code {code}, "
                                    f"{self._launcher_starts} attempts): see the server's log")
@@ -412,14 +414,14 @@ class JobManager:
         for watcher in gone:
             self.release(watcher)
         for sweep in quiet:
-            self.store.sweep_ended(sweep.key, "paused", (
+            self.store.sweep_ended(sweep.key, SweepStatus.PAUSED, (
                 f"paused: no session looked at this sweep for {self.watcher_timeout:g} s; "
                 "press Resume to compute the rest"))
         self._reap()
         if self.cluster is not None:
             self._collect_remote()
         free = self.max_running - len(self.running())
-        for record in self.store.jobs_with_status("queued")[:max(free, 0)]:
+        for record in self.store.jobs_with_status(JobStatus.QUEUED)[:max(free, 0)]:
             if record.hash not in self._remote_hashes():
                 self._start(record)
         if now - self._last_retention > RETENTION_EVERY:
@@ -439,12 +441,12 @@ class JobManager:
                     if time.time() - p.started > self.time_limit]
         for job_hash, process in ended:
             code = self._exit_codes.pop(process.pid)
-            self._finish(job_hash, "failed", self._exit_message(code))
+            self._finish(job_hash, JobStatus.FAILED, self._exit_message(code))
             with self._lock:
                 self._sweep_of.pop(job_hash, None)
         for job_hash, _ in late:
             self._cancel(job_hash, f"time limit of {self.time_limit:g} s exceeded "
-                                   "($DUALVIZ_JOB_TIME_LIMIT)", status="failed")
+                                   "($DUALVIZ_JOB_TIME_LIMIT)", status=JobStatus.FAILED)
 
     def _exit_message(self, code: int) -> str:
         if code < 0:
@@ -483,7 +485,7 @@ class JobManager:
                 del self._exit_codes[pid]
                 return
 
-    def _cancel(self, job_hash: str, why: str, status: str = "cancelled") -> None:
+    def _cancel(self, job_hash: str, why: str, status: JobStatus = JobStatus.CANCELLED) -> None:
         self._end_process(job_hash)
         if self.cluster is not None:
             self.cluster.cancel(job_hash)
@@ -537,7 +539,7 @@ class JobManager:
             statuses = self.store.statuses(h for h, _ in sweep.points)
             state = [statuses.get(h, ("", None))[0] for h, _ in sweep.points]
             todo[sweep.key] = [p for p, s in zip(sweep.points, state, strict=True)
-                               if s not in ("done", "failed", *ACTIVE)]
+                               if s not in COMPLETED | ACTIVE]
             if not todo[sweep.key] and not any(s in ACTIVE for s in state):
                 with self._lock:
                     self._sweeps.pop(sweep.key, None)
@@ -566,7 +568,7 @@ class JobManager:
             if result is not None:
                 self.store.finish_result(job_hash, result)
             else:
-                self._finish(job_hash, "failed", error)
+                self._finish(job_hash, JobStatus.FAILED, error)
             with self._lock:
                 self._sweep_of.pop(job_hash, None)
 
@@ -580,7 +582,7 @@ class Cluster:
     an address a visitor typed); see the README for Dask's TLS and authentication."""
 
     def __init__(self, address: str):
-        from .sweep import check_scheduler
+        from .sweeps import check_scheduler
 
         self.address = check_scheduler(address)
         self.error: str | None = None
@@ -593,7 +595,7 @@ class Cluster:
         threading.Thread(target=self._connect, name="dualviz-dask", daemon=True).start()
 
     def _connect(self) -> None:
-        from .sweep import dask_executor
+        from .sweeps import dask_executor
 
         try:
             self._executor, self._client = dask_executor(self.address)
@@ -614,7 +616,7 @@ class Cluster:
             return set(self._futures)
 
     def submit(self, store: Store, job_hash: str, query: str) -> None:
-        from .sweep import solve_point
+        from .sweeps import solve_point
 
         exp, _ = Experiment.from_query(query)
         uploaded = None if exp.uses_synthetic_data else store.load_dataset(exp.data)

@@ -1,9 +1,9 @@
 """The job launcher: a clean, warm process that forks one child per job.
 
-Started by the JobManager as ``python -m dualviz.launcher`` (a fresh interpreter, so nothing of
-the server, such as Streamlit's script module, is imported into jobs). It imports torch, CVXPY
-and dualviz and runs one tiny experiment once; after that each job is an ``os.fork()`` of this
-warm, single-threaded process, which starts in milliseconds.
+Started by the JobManager as ``python -m dualviz.service.launcher`` (a fresh interpreter, so
+nothing of the server, such as Streamlit's script module, is imported into jobs). It imports
+torch, CVXPY and dualviz and runs one tiny experiment once; after that each job is an
+``os.fork()`` of this warm, single-threaded process, which starts in milliseconds.
 
 Protocol: one JSON object per line. In on stdin: {"op": "start", "hash", "query",
 "data_dir", "memory"} (memory: bytes of address space the job may add to what it is forked

@@ -1,6 +1,6 @@
 """A certified working-set solver for the two-layer ReLU convex program (docs/math.md §4).
 
-The program over patterns D_1..D_P (see :mod:`dualviz.relu_convex`) is, writing every
+The program over patterns D_1..D_P (see :mod:`dualviz.relu.convex`) is, writing every
 variable as a *column* c = (i, s) with pattern i, sign s = +1 (a v_i) or -1 (a w_i), and cone
 K_i = {u : (2 D_i - I) X u >= 0},
 
@@ -19,7 +19,7 @@ residual y - prediction. The solution is sparse: few columns are non-zero. So:
 
 1. solve the program restricted to a small working set of columns: Clarabel, called directly,
    or (squared loss, large N, once the set is nearly right) a semismooth Newton augmented
-   Lagrangian method warm started from the last solution (:mod:`dualviz.ssnal`);
+   Lagrangian method warm started from the last solution (:mod:`dualviz.relu.ssnal`);
 2. lambda from the restricted solution; price every column: ||X^T D_i lambda|| bounds viol
    from above (cheap); where that bound exceeds beta the projection is computed exactly;
 3. add the most violated columns; stop when none violates by more than the tolerance.
@@ -46,13 +46,14 @@ import clarabel
 import numpy as np
 from scipy import sparse
 
+from ..results import SolveStatus
+from ..solvers import guarded
 from .cones import cone_violation, polar_projection
-from .dual import guarded
-from .relu_convex import (
+from .convex import (
     Network,
-    _check_data,
-    _check_masks,
-    _check_scalars,
+    check_data,
+    check_masks,
+    check_scalars,
     network_objective,
     rebuild,
     relative_residual,
@@ -135,7 +136,8 @@ class WorkingSetResult:
     """The solve: value = upper when certified, else None (the bracket is the answer)."""
 
     certificate: Certificate | None  # None only if no restricted solve succeeded
-    status: str  # "certified", "time limit", "stalled" or a solver failure
+    status: SolveStatus  # CERTIFIED, UNCERTIFIED, TIME_LIMIT, STALLED, INFEASIBLE or
+    # SOLVER_ERROR (a restricted solve failed; detail: Clarabel's status)
     seconds: float
     rounds: int
     columns: np.ndarray  # (m, 2): (pattern index, sign) of the final working set
@@ -143,6 +145,7 @@ class WorkingSetResult:
     W: np.ndarray | None  # d x P, columns w_i
     network: Network | None  # rebuilt from V, W, every non-zero column kept
     newton_rounds: int = 0  # rounds whose restricted program Newton's solver solved
+    detail: str | None = None  # what went wrong, in words (INFEASIBLE, SOLVER_ERROR)
 
     @property
     def value(self) -> float | None:
@@ -347,7 +350,7 @@ def _solve_restricted(X: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarr
 
 def _solve_newton(X: np.ndarray, y: np.ndarray, beta: float, masks: np.ndarray,
                   norms: np.ndarray, columns: list[_Column], tol: float) -> NewtonSolve:
-    """The squared program on the columns given, by SSNAL (:mod:`dualviz.ssnal`) from their
+    """The squared program on the columns given, by SSNAL (:mod:`dualviz.relu.ssnal`) from their
     last solutions, every cone row imposed; the columns' faces are updated."""
     patterns = np.array([c.pattern for c in columns])
     signs = np.array([c.sign for c in columns], dtype=float)
@@ -441,9 +444,9 @@ def certify(X, y, beta: float, masks, V: np.ndarray, W: np.ndarray, lam: np.ndar
     upper: the objective of the network rebuilt from (V, W); lower: the dual value of lambda
     scaled into the dual feasible set (module docstring).
     """
-    X, y = _check_data(X, y)
-    masks = _check_masks(masks, X.shape[0])
-    _check_scalars(beta, objective, tol)
+    X, y = check_data(X, y)
+    masks = check_masks(masks, X.shape[0])
+    check_scalars(beta, objective, tol)
     network = rebuild(V, W, 0.0)
     return _certify(_Pricer(X, masks), X, y, beta, np.asarray(lam, dtype=float), network,
                     objective, tol)
@@ -483,14 +486,14 @@ def solve_working_set(X, y, beta: float, masks, *, objective: str = "squared",
     NEWTON_EXCESS, Newton's solver (every row imposed, warm started) takes over; if it fails to
     converge, the interior point finishes.
     """
-    X, y = _check_data(X, y)
-    masks = _check_masks(masks, X.shape[0])
-    _check_scalars(beta, objective, tol)
+    X, y = check_data(X, y)
+    masks = check_masks(masks, X.shape[0])
+    check_scalars(beta, objective, tol)
     started = time.perf_counter()
     scale = ProblemScale.of(y, beta, objective)
     if scale is None:  # y = 0: the zero network is optimal, at value 0
         zero = np.zeros((X.shape[1], len(masks)))
-        return WorkingSetResult(Certificate(0.0, 0.0, 0.0, 0.0, tol), "certified",
+        return WorkingSetResult(Certificate(0.0, 0.0, 0.0, 0.0, tol), SolveStatus.CERTIFIED,
                                 time.perf_counter() - started, 0, np.zeros((0, 2), dtype=int),
                                 zero, zero.copy(), rebuild(zero, zero, 0.0))
     found = _solve_normalized(X, y / scale.y, scale.beta, masks, objective, tol, start,
@@ -555,7 +558,8 @@ def _solve_normalized(X, y, beta, masks, objective, tol, start, time_limit,
         pairs = {(0, 1)}
     columns = [column(i, s, y) for i, s in sorted(pairs)]
     penalty = 10.0 * float(np.abs(y).max(initial=1.0)) + beta  # exact once > ||lambda*||_inf
-    rounds, status, U, lam, penalties = 0, "stalled", None, None, 0
+    rounds, status, U, lam, penalties = 0, SolveStatus.STALLED, None, None, 0
+    detail: str | None = None
     solved_columns: list[_Column] = []
     tight = False  # loose tolerances while the set changes, tight to finish
     newton_ok = objective == "squared" and n >= NEWTON_MIN_N  # until a Newton solve fails
@@ -580,13 +584,13 @@ def _solve_normalized(X, y, beta, masks, objective, tol, start, time_limit,
             solved, U_new, lam_new = _solve_restricted(X, y, beta, masks, columns, objective,
                                                        penalty, tight)
         if U_new is None:
-            status = f"restricted solve failed ({solved})"
+            status, detail = SolveStatus.SOLVER_ERROR, f"restricted solve failed ({solved})"
             break
         for c, u in zip(columns, U_new, strict=True):
             c.u = u
         U, lam, solved_columns = U_new, lam_new, list(columns)
         if time_limit is not None and time.perf_counter() - started > time_limit:
-            status = "time limit"
+            status = SolveStatus.TIME_LIMIT
             break
         # Rows and columns are added in the same round: the certificate never depends on
         # the restricted solution being feasible, only its tightness does. (Newton imposes
@@ -627,23 +631,23 @@ def _solve_normalized(X, y, beta, masks, objective, tol, start, time_limit,
             # now: one more solve with the penalty just above it.
             penalty, penalty_refit = 2 * float(np.max(np.abs(lam))) + beta, True
             continue
-        status = "optimal"
+        status = SolveStatus.OPTIMAL
         break
     cols = _column_array(solved_columns)
     if U is None:
         return WorkingSetResult(None, status, time.perf_counter() - started, rounds, cols,
-                                None, None, None, newton_rounds)
+                                None, None, None, newton_rounds, detail)
     V, W, network, cert = _certified_network(pricer, X, y, beta, lam, solved_columns, U,
                                              objective, tol)
-    if cert.residual > RESIDUAL_TOL and status != "time limit" and (status == "optimal"
-                                                                   or penalties > 0):
+    if cert.residual > RESIDUAL_TOL and status != SolveStatus.TIME_LIMIT and (
+            status == SolveStatus.OPTIMAL or penalties > 0):
         # every column priced and the penalty raised: the residual is forced by the data
-        status = (f"infeasible: no network over these patterns fits y (relative residual "
-                  f"{cert.residual:.1e})")
-    elif status == "optimal":
-        status = "certified" if cert.certified else "optimal, certificate gap above tol"
+        status, detail = SolveStatus.INFEASIBLE, (
+            f"no network over these patterns fits y (relative residual {cert.residual:.1e})")
+    elif status == SolveStatus.OPTIMAL:
+        status = SolveStatus.CERTIFIED if cert.certified else SolveStatus.UNCERTIFIED
     return WorkingSetResult(cert, status, time.perf_counter() - started, rounds, cols, V, W,
-                            network, newton_rounds)
+                            network, newton_rounds, detail)
 
 
 __all__ = ["Certificate", "WorkingSetResult", "certify", "columns_from_keys", "columns_to_keys",

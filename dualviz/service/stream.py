@@ -26,9 +26,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import explain
-from .config import Experiment
-from .plots import (
+from .. import explain
+from ..config import Experiment
+from ..plots import (
     by_restart,
     objective_layout,
     restart_labels,
@@ -36,7 +36,7 @@ from .plots import (
     spectrum_points,
     thin,
 )
-from .primal import Snapshot
+from ..results import Snapshot
 from .store import FINAL, JobRecord, Store, StoreError
 
 POLL_SECONDS = 0.05  # how often a feed reads its job's news from the store
@@ -105,7 +105,8 @@ class Feed:
         self.record = record
         if self.readout is None:
             self.readout = explain.LiveReadout(self.experiment)
-        self.readout.bounds(record.bounds if record else None, record.result if record else None)
+        self.readout.bounds(record.known_bounds if record else None,
+                            record.run if record else None)
         if news:
             snapshots = [s for _, s in news]
             self.readout.add(snapshots)

@@ -17,11 +17,11 @@ import traceback
 
 import torch
 
-from . import limits
-from .config import Experiment, fit_network
-from .data import Dataset
-from .primal import Snapshot
-from .runner import run
+from .. import limits
+from ..config import Experiment, fit_network
+from ..data import Dataset
+from ..results import Bounds, JobStatus, Snapshot
+from ..runner import run
 from .store import Store, StoreError
 
 FLUSH_EVERY = 0.05  # seconds between snapshot writes: the live curve's frame rate (20 per second)
@@ -138,9 +138,10 @@ def execute(job_hash: str, query: str, data_dir: str,
     def on_bounds(bounds: dict) -> None:
         try:
             store.set_bounds(job_hash, bounds)
-            solver = (bounds.get("relu") or {}).get("solver") or {}
-            if solver.get("columns"):  # the next solve on this data (a slider moved) starts here
-                store.save_warm_start(bounds["relu"]["inputs_digest"], solver["columns"])
+            relu = Bounds.from_json(bounds).relu or {}
+            columns = (relu.get("solver") or {}).get("columns")
+            if columns:  # the next solve on this data (a slider moved) starts here
+                store.save_warm_start(relu["inputs_digest"], columns)
         except StoreError:
             pass  # the bounds come again with the result
 
@@ -170,7 +171,7 @@ def execute(job_hash: str, query: str, data_dir: str,
             message = (f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500] + "\n"
                        + traceback.format_exc(limit=3)[-1500:])
         try:
-            saver.final(lambda: store.finish(job_hash, "failed", error=message))
+            saver.final(lambda: store.finish(job_hash, JobStatus.FAILED, error=message))
         except StoreError:
             store.close()
             os._exit(SAVE_FAILED)

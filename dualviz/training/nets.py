@@ -1,4 +1,5 @@
-"""PyTorch networks: standard and parallel, linear (ReLU later), with the three regularizers.
+"""PyTorch networks: standard and parallel, linear or ReLU, with the regularizers of
+dualviz.regularizers.
 
 Both architectures are one batched module. A standard net is a single branch whose layers are
 W_1 (d x m), W_2..W_{L-1} (m x m), W_L (m x K). A parallel net with M branches stacks, per
@@ -14,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import Experiment
-from .footprint import layer_shapes  # one place for the shapes: memory estimates use them too
+from ..config import Experiment
+from ..footprint import layer_shapes  # one place for the shapes: memory estimates use them too
+from ..regularizers import REGULARIZERS
 
 DTYPE = torch.float64
 
@@ -26,7 +28,7 @@ class Net(torch.nn.Module):
     def __init__(self, exp: Experiment, d: int, k: int, generator: torch.Generator,
                  beta: float | None = None, t: float | None = None):
         """beta, t: the net's own values where they differ from the experiment's (training
-        runs on a rescaled problem, see dualviz.primal)."""
+        runs on a rescaled problem, see dualviz.training.primal)."""
         super().__init__()
         self.depth = exp.depth
         self.relu = exp.activation == "relu"
@@ -52,7 +54,7 @@ class Net(torch.nn.Module):
     @property
     def constrained(self) -> int:
         """How many leading layers carry the norm bound t (rescaled regularization)."""
-        return self.depth - 2 if self.regularization == "rescaled" else 0
+        return REGULARIZERS[self.regularization].constrained_layers(self.depth)
 
     def weights(self) -> list[torch.Tensor]:
         """The effective layers, with the rescaled ones projected onto ||W||_F = t."""
@@ -80,15 +82,10 @@ class Net(torch.nn.Module):
         return product.sum(0)
 
     def regularizer(self) -> torch.Tensor:
-        """weight-decay: (beta/2) sum ||W_l||^2; rescaled: (beta/2)(||W_{L-1}||^2 + ||W_L||^2);
-        lth-power: (beta/L) sum ||W_l||^L. Norms are Frobenius, per branch, summed over branches."""
-        ws = self.weights()
-        norms_sq = [torch.sum(w**2, dim=(1, 2)) for w in ws]
-        if self.regularization == "weight-decay":
-            return self.beta / 2 * sum(n.sum() for n in norms_sq)
-        if self.regularization == "rescaled":
-            return self.beta / 2 * (norms_sq[-2].sum() + norms_sq[-1].sum())
-        return self.beta / self.depth * sum((n ** (self.depth / 2)).sum() for n in norms_sq)
+        """The experiment's regularizer (dualviz.regularizers); norms are Frobenius, per
+        branch, summed over branches."""
+        norms_sq = [torch.sum(w**2, dim=(1, 2)) for w in self.weights()]
+        return REGULARIZERS[self.regularization].penalty(norms_sq, self.beta, self.depth)
 
     def layer_singular_values(self) -> list[list[float]]:
         """Singular values of each layer of the equivalent single wide network.
@@ -119,11 +116,7 @@ def singular_values(matrix: torch.Tensor) -> list[float]:
     return torch.linalg.svdvals(matrix).tolist()
 
 
-def _constrained_layers(regularization: str, depth: int) -> int:
-    return depth - 2 if regularization == "rescaled" else 0
-
-
-def end_to_end_layers(exp: Experiment, W: np.ndarray, t: float) -> list[np.ndarray] | None:
+def end_to_end_layers(exp: Experiment, W: np.ndarray) -> list[np.ndarray] | None:
     """Layers of a linear net (this experiment's shapes) whose end-to-end map is W (d x K), at
     the least regularizer for that map (docs/math.md §3); None if the net has too few units for
     rank(W). With W = sum_i s_i u_i v_i^T:
@@ -136,6 +129,7 @@ def end_to_end_layers(exp: Experiment, W: np.ndarray, t: float) -> list[np.ndarr
     L-th power) or t on the constrained layers and sqrt(s_i / t^{L-2}) on the last two
     (rescaled). Other units are zero.
     """
+    t = exp.t  # used only where the form bounds layers by t
     U, s, Vt = np.linalg.svd(np.asarray(W, dtype=float), full_matrices=False)
     keep = s > 1e-12 * max(float(s[0]) if s.size else 0.0, 1e-300)
     U, s, Vt = U[:, keep], s[keep], Vt[keep]
@@ -147,7 +141,7 @@ def end_to_end_layers(exp: Experiment, W: np.ndarray, t: float) -> list[np.ndarr
         return None
     if r == 0:
         return _zero_branch_directions(layers, exp.regularization, L, t)
-    c = _constrained_layers(exp.regularization, L)
+    c = REGULARIZERS[exp.regularization].constrained_layers(L)
     if c:
         inner = t * s ** (1.0 / L) / np.linalg.norm(s ** (1.0 / L))  # standard: per value
         inner_parallel = np.full(r, t)
@@ -180,7 +174,7 @@ def end_to_end_layers(exp: Experiment, W: np.ndarray, t: float) -> list[np.ndarr
 def _zero_branch_directions(layers, regularization, depth, t, first=0):
     """Constrained layers have norm t in every branch, also in an unused one (whose last two
     layers are zero, so it adds nothing): give them a fixed direction."""
-    for layer in layers[:_constrained_layers(regularization, depth)]:
+    for layer in layers[:REGULARIZERS[regularization].constrained_layers(depth)]:
         for j in range(first, layer.shape[0]):
             if not layer[j].any():
                 layer[j, 0, 0] = t
@@ -224,7 +218,7 @@ def rank_one_parallel_layers(exp: Experiment, a: np.ndarray, alpha: np.ndarray,
     a = np.asarray(a, dtype=float)
     shapes = layer_shapes("parallel", 3, a.size, len(alpha), exp.width, exp.branches)
     layers = [np.zeros(shape) for shape in shapes]
-    rescaled = exp.regularization == "rescaled"
+    rescaled = REGULARIZERS[exp.regularization].has_t
     for j, (sign, target) in enumerate(((1.0, alpha), (-1.0, gamma))):
         size = float(np.linalg.norm(target))
         if size == 0:

@@ -1,7 +1,7 @@
 """A semismooth Newton augmented Lagrangian (SSNAL) solver for the restricted squared program.
 
 The two-layer ReLU program over a working set of columns c = 1..m (docs/math.md §4 and
-:mod:`dualviz.working_set`) is
+:mod:`dualviz.relu.working_set`) is
 
     (P)  min_u  0.5 ||y - sum_c J_c u_c||^2 + sum_c p_c(u_c),
          J_c = s_c D_c X,  p_c(u) = beta ||u|| + indicator(A_c u >= 0),  A_c = (2 D_c - I) X,

@@ -2,7 +2,7 @@
 
 - L = 2, scalar output: the two-layer convex program over the activation patterns; exact (the
   global optimum) when every pattern is known, an upper bound of the convex optimum otherwise.
-  Solved by the certified working-set method (dualviz.working_set) or, as a cross-check, by
+  Solved by the certified working-set method (dualviz.relu.working_set) or, as a cross-check, by
   CVXPY + Clarabel; both come with the certificate lower <= optimum <= upper.
 - L = 3 on rank-one data X = c a^T, rescaled (or L-th power) regularization, interpolation: the
   closed forms of the standard primal and of the dual (an SOCP, which the parallel net attains).
@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .arrangements import patterns, with_bias
-from .config import ConfigError, Experiment
-from .dual import DualResult, rank_one_relu_dual
-from .nets import rank_one_parallel_layers
-from .relu_convex import Network, predict, rebuild, result_label, two_layer_convex
-from .theory import ClosedForm, rank_one_three_layer
+from ..config import ConfigError, Experiment
+from ..regularizers import REGULARIZERS, Family
+from ..results import ClosedForm, DualResult, SolveStatus
+from ..training.nets import rank_one_parallel_layers
+from .convex import Network, predict, rebuild, result_label, two_layer_convex
+from .patterns import patterns, with_bias
+from .rank_one import rank_one_factors, rank_one_relu_dual, rank_one_three_layer
 from .working_set import (
     Certificate,
     certify,
@@ -138,13 +139,13 @@ def relu_bounds(exp: Experiment, X: np.ndarray, Y: np.ndarray,
     # column (which makes c a^T rank two) rules them out.
     if exp.depth == 3 and np.linalg.matrix_rank(network_inputs(exp, X)) <= 1 \
             and exp.objective == "interpolation" \
-            and exp.regularization in ("rescaled", "lth-power"):
+            and REGULARIZERS[exp.regularization].family == Family.NORM_BOUND:
         return _rank_one(exp, network_inputs(exp, X), Y)
     note = ("no dual is computed for deep ReLU nets on general data: each trained value is an "
             "upper bound on its own network's optimum (the paper proves zero gap for parallel "
             "nets with enough branches, without a closed form)")
     return ReluBounds(ClosedForm(None, None, None, "none (deep ReLU, general data)", (note,)),
-                      DualResult(None, "none", "not computed", 0.0, notes=[note]))
+                      DualResult(None, "none", SolveStatus.NOT_COMPUTED, 0.0, notes=[note]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,7 +153,8 @@ class _ConvexAnswer:
     """The two-layer convex program solved by either solver, in one shape."""
 
     value: float | None  # certified value (working set) or the solver's value (CVXPY)
-    status: str
+    status: SolveStatus
+    detail: str | None
     seconds: float
     method: str
     V: np.ndarray | None
@@ -174,7 +176,7 @@ def _solve_working_set(exp: Experiment, Xn, y, masks, warm: list | None) -> _Con
                "working_set": len(res.columns),
                "warm_start": int(0 if start is None else len(start)),
                "columns": columns_to_keys(masks, active)}
-    return _ConvexAnswer(res.value, res.status, res.seconds,
+    return _ConvexAnswer(res.value, res.status, res.detail, res.seconds,
                          f"working set ({res.rounds} rounds, {len(res.columns)} columns)",
                          res.V, res.W, res.certificate, details)
 
@@ -184,8 +186,9 @@ def _solve_cvxpy(exp: Experiment, Xn, y, masks, complete: bool) -> _ConvexAnswer
     cert = None
     if res.V is not None and res.lam is not None:
         cert = certify(Xn, y, exp.beta, masks, res.V, res.W, res.lam, objective=exp.objective)
-    return _ConvexAnswer(res.value, res.status, res.seconds, "CVXPY/CLARABEL", res.V, res.W,
-                         cert, {})
+    status, detail = SolveStatus.parse(res.status)
+    return _ConvexAnswer(res.value, status, detail, res.seconds, "CVXPY/CLARABEL", res.V,
+                         res.W, cert, {})
 
 
 def _two_layer(exp: Experiment, X: np.ndarray, Y: np.ndarray, warm: list | None) -> ReluBounds:
@@ -207,7 +210,8 @@ def _two_layer(exp: Experiment, X: np.ndarray, Y: np.ndarray, warm: list | None)
         "patterns": {"count": int(found.masks.shape[0]), "complete": found.complete,
                      "method": found.method, "message": found.message},
         "active_neurons": 0 if net is None else net.width, "convex_label": kind,
-        "solver": {"name": exp.relu_solver, "method": answer.method, "status": answer.status,
+        "solver": {"name": exp.relu_solver, "method": answer.method,
+                   "status": str(answer.status), "detail": answer.detail,
                    "seconds": answer.seconds, **answer.details},
         "certificate": None if cert is None else cert.to_json(),
         "inputs_digest": inputs_digest(Xn, y)}
@@ -216,7 +220,7 @@ def _two_layer(exp: Experiment, X: np.ndarray, Y: np.ndarray, warm: list | None)
         details["fit"] = {"axes": axes,
                           "convex": predict(net, network_inputs(exp, grid, X)).tolist()}
     dual = DualResult(answer.value, f"{kind} [{answer.method}]", answer.status, answer.seconds,
-                      notes=[found.message],
+                      notes=[found.message], detail=answer.detail,
                       lower=None if cert is None else cert.lower,
                       upper=None if cert is None else cert.upper,
                       certified=None if cert is None else cert.certified)
@@ -242,23 +246,17 @@ def inputs_digest(X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def rank_one_factors(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """c and a with X = c a^T and ||a|| = 1 (from the leading singular pair)."""
-    U, S, Vt = np.linalg.svd(X, full_matrices=False)
-    return U[:, 0] * S[0], Vt[0]
-
-
 def _rank_one(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ReluBounds:
     started = time.perf_counter()
     c, a = rank_one_factors(X)
-    t = 1.0 if exp.regularization == "lth-power" else exp.t
-    theory = rank_one_three_layer(c, a, Y, exp.beta, t)
+    theory = rank_one_three_layer(c, a, Y, exp.beta, REGULARIZERS[exp.regularization].t(exp.t))
     label = "three-layer ReLU dual on rank-one data (SOCP)"
     primal = theory.standard if exp.arch == "standard" else theory.dual
     closed = ClosedForm(primal, theory.dual, None, label, (theory.explanation,))
     value, status = rank_one_relu_dual(c, Y, exp.beta / theory.T)
+    status, detail = SolveStatus.parse(status)
     dual = DualResult(value, f"{label} [CVXPY/CLARABEL]", status,
-                      time.perf_counter() - started, notes=[theory.explanation])
+                      time.perf_counter() - started, notes=[theory.explanation], detail=detail)
     details = {"rank_one": {"zero_gap": theory.zero_gap, "explanation": theory.explanation,
                             "alpha": np.atleast_1d(theory.alpha).tolist(),
                             "gamma": np.atleast_1d(theory.gamma).tolist()}}

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 
-from .dual import DEFAULT_SOLVER, _solve
+from ..solvers import DEFAULT_SOLVER, solve_program
 
 OBJECTIVES = ("squared", "interpolation")
 
@@ -83,7 +83,7 @@ def result_label(complete: bool, patterns: int) -> str:
 
 # -- validation at the boundary -------------------------------------------------------------
 
-def _check_data(X, y) -> tuple[np.ndarray, np.ndarray]:
+def check_data(X, y) -> tuple[np.ndarray, np.ndarray]:
     """X as an N x d float array and y as (N,); a vector target (K > 1) is refused."""
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -102,7 +102,7 @@ def _check_data(X, y) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _check_masks(masks, n: int) -> np.ndarray:
+def check_masks(masks, n: int) -> np.ndarray:
     """masks as a P x N bool array (entries 0/1 or bool), P >= 1."""
     M = np.asarray(masks)
     if M.ndim != 2 or M.shape[1] != n or M.shape[0] == 0:
@@ -114,7 +114,7 @@ def _check_masks(masks, n: int) -> np.ndarray:
     return M
 
 
-def _check_scalars(beta: float, objective: str, tol: float) -> None:
+def check_scalars(beta: float, objective: str, tol: float) -> None:
     if not (np.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be finite and > 0, got {beta}")
     if objective not in OBJECTIVES:
@@ -153,9 +153,9 @@ def two_layer_convex(X, y, beta: float, masks, *, objective: str = "squared", co
     activation patterns of X (then the value is exact); otherwise it is an upper bound on the
     convex optimum. Columns with norm <= tol * (largest column norm) are dropped in the rebuild.
     """
-    X, y = _check_data(X, y)
-    masks = _check_masks(masks, X.shape[0])
-    _check_scalars(beta, objective, tol)
+    X, y = check_data(X, y)
+    masks = check_masks(masks, X.shape[0])
+    check_scalars(beta, objective, tol)
     started = time.perf_counter()
     label = result_label(complete, masks.shape[0])
     s = float(np.linalg.norm(y))
@@ -170,7 +170,7 @@ def two_layer_convex(X, y, beta: float, masks, *, objective: str = "squared", co
     interpolation = objective == "interpolation"
     beta_n = 1.0 if interpolation else float(beta) / s
     problem, V, W, prediction = convex_problem(X, y / s, beta_n, masks, objective)
-    value, status = _solve(problem, solver)
+    value, status = solve_program(problem, solver)
     seconds = time.perf_counter() - started
     if value is None or V.value is None or W.value is None:
         return ReluConvexResult(None, status, seconds, complete, label, None, None, None, 0)
@@ -213,21 +213,21 @@ def predict(net: Network, X) -> np.ndarray:
 
 
 def regularizer(net: Network, beta: float) -> float:
-    """(beta/2) sum_j (||u_j||^2 + a_j^2): weight decay, as in dualviz.nets for L = 2."""
+    """(beta/2) sum_j (||u_j||^2 + a_j^2): weight decay, as in dualviz.training.nets for L = 2."""
     return beta / 2 * float(np.sum(net.U**2) + np.sum(net.a**2))
 
 
 def relative_residual(net: Network, X, y) -> float:
     """||f(X) - y|| / ||y||  (the interpolation objective is reported without it)."""
-    X, y = _check_data(X, y)
+    X, y = check_data(X, y)
     return float(np.linalg.norm(predict(net, X) - y) / max(np.linalg.norm(y), 1e-300))
 
 
 def network_objective(net: Network, X, y, beta: float, objective: str = "squared") -> float:
     """squared: 0.5 ||f(X) - y||^2 + (beta/2) sum_j (||u_j||^2 + a_j^2);
     interpolation: the regularizer only (check f(X) = y with :func:`relative_residual`)."""
-    X, y = _check_data(X, y)
-    _check_scalars(beta, objective, 0.0)
+    X, y = check_data(X, y)
+    check_scalars(beta, objective, 0.0)
     reg = regularizer(net, beta)
     if objective == "interpolation":
         return reg

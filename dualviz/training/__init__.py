@@ -1,0 +1,1 @@
+"""The non-convex networks (PyTorch) and their training: restarts, snapshots, statuses."""
