@@ -193,24 +193,41 @@ function onState(root, streamIndex, state) {
   renderCaption(root, dv.data);
 }
 
-function openStreams(root) {
+const REOPEN_MS = 2000;  // a refused stream (the server's cap) is asked again after 2-4 s
+
+function openStream(root, i) {
   const dv = root.__dv;
-  dv.data.streams.forEach((spec, i) => {
-    const stream = dv.streams[i];
-    if (!spec.url) return;
-    const source = new EventSource(spec.url);
-    stream.source = source;
-    source.addEventListener("batch", (ev) => onBatch(root, i, JSON.parse(ev.data)));
-    source.addEventListener("state", (ev) => onState(root, i, JSON.parse(ev.data)));
-    source.addEventListener("end", (ev) => {
-      onState(root, i, JSON.parse(ev.data));
-      source.close();
-      stream.ended = true;
-      if (dv.streams.every((s, k) => s.ended || !dv.data.streams[k].url)) {
-        dv.setTriggerValue("ended", dv.data.version);  // one rerun draws the final result
-      }
-    });
+  const spec = dv.data.streams[i];
+  const stream = dv.streams[i];
+  const url = new URL(spec.url, location.href);
+  if (stream.cursor !== undefined) url.searchParams.set("after", String(stream.cursor));
+  const source = new EventSource(url);
+  stream.source = source;
+  source.addEventListener("batch", (ev) => {
+    if (ev.lastEventId) stream.cursor = +ev.lastEventId;
+    onBatch(root, i, JSON.parse(ev.data));
   });
+  source.addEventListener("state", (ev) => onState(root, i, JSON.parse(ev.data)));
+  source.addEventListener("end", (ev) => {
+    onState(root, i, JSON.parse(ev.data));
+    source.close();
+    stream.ended = true;
+    if (dv.streams.every((s, k) => s.ended || !dv.data.streams[k].url)) {
+      dv.setTriggerValue("ended", dv.data.version);  // one rerun draws the final result
+    }
+  });
+  // EventSource reconnects by itself after a dropped connection, but not after an HTTP error
+  // (503: the server's stream cap): then this page asks again, from the last batch it drew.
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED || stream.ended) return;
+    setTimeout(() => {
+      if (root.__dv === dv && !stream.ended) openStream(root, i);
+    }, REOPEN_MS * (1 + Math.random()));
+  });
+}
+
+function openStreams(root) {
+  root.__dv.data.streams.forEach((spec, i) => { if (spec.url) openStream(root, i); });
 }
 
 function closeStreams(root) {

@@ -26,6 +26,7 @@ from starlette.middleware import Middleware
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .. import limits
 from ..service.stream import Broadcaster
 from . import live
 from .live_chart import PLOTLY_URL
@@ -89,6 +90,9 @@ async def _stream(request):
     job = request.path_params["job"]
     if not _HASH.fullmatch(job):
         return Response("no such job", status_code=404)
+    if broadcaster().streams >= limits.max_streams():  # each open stream holds memory
+        return Response("too many live streams on this server; try again shortly",
+                        status_code=503, headers={"Retry-After": "3"})
     feed = await broadcaster().feed(job)
     if feed is None:
         return Response("no such job", status_code=404)
