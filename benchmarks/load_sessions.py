@@ -574,11 +574,13 @@ async def run_session_ws(session: Session, deadline: float) -> Session:
                                       subprotocols=["streamlit"], origin=base,
                                       max_size=2**27) as ws:
             await ws.send(request())
-            asked_final = False
+            asked_for = 0  # streams followed when the last final rerun was asked for
             retry_at = None
             while time.monotonic() < deadline and not session.finished:
-                if followers and len(ended) == len(followers) and not asked_final:
-                    asked_final = True  # every stream ended: the panel asks for one rerun
+                # Every stream ended: the panel asks for one rerun; again if that rerun gave
+                # it another stream (a twin that had waited outside the full queue).
+                if followers and len(ended) == len(followers) and asked_for != len(followers):
+                    asked_for = len(followers)
                     session.ended_s = max(e["at"] for e in ended.values())
                     await ws.send(request())
                 if retry_at is not None and time.monotonic() > retry_at:
