@@ -208,3 +208,88 @@ def test_exact_dual_norm_matches_the_nnls_projection():
             a = s * X.T @ (layer.masks[k] * e)
             A = (2.0 * layer.masks[k] - 1)[:, None] * X
             assert values[g] == pytest.approx(nnls(A.T, -a)[1], abs=1e-10)
+
+
+# -- training reaches D (parallel) and stays above it (standard) ---------------------------------
+
+def _train(arch, X, y, beta, **knobs):
+    import torch
+
+    from dualviz.config import Experiment
+    from dualviz.training.primal import solve_primal
+
+    torch.set_num_threads(1)
+    exp = Experiment(arch=arch, activation="relu", depth=3, regularization="rescaled",
+                     objective="squared", beta=beta, t=1.0, optimizer="adam", lr=0.01,
+                     bias=True, dataset="regression", n=X.shape[0], d=X.shape[1] - 1,
+                     seed=0, **knobs)
+    return solve_primal(exp, X, y[:, None])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("make", "beta"), [(smooth1d, 0.2), (rand2d, 0.05)])
+def test_trained_parallel_nets_reach_d_from_random_starts(make, beta):
+    """Adam from random starts, 20 branches of width 8: never below D, within 1e-2 of it."""
+    X, y = make()
+    D = solve_three_layer(X, y, beta, 1.0)
+    trained = _train("parallel", X, y, beta, branches=20, width=8, iterations=3000,
+                     restarts=2)
+    assert all(r.start.value == "random" for r in trained.restarts)
+    assert trained.value >= D.lower * (1 - 1e-9)
+    assert (trained.value - D.upper) / D.upper <= 1e-2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("make", "beta"), [(smooth1d, 0.2), (rand2d, 0.2)])
+def test_trained_standard_nets_stay_above_d(make, beta):
+    """D is the standard net's dual: no restart goes below it (DESIGN: 7.8% and 24.7% above)."""
+    X, y = make()
+    D = solve_three_layer(X, y, beta, 1.0)
+    trained = _train("standard", X, y, beta, width=16, iterations=2000, restarts=3)
+    assert min(r.value for r in trained.restarts) >= D.lower * (1 - 1e-9)
+    assert trained.value > D.upper * 1.01  # a gap, on these instances
+
+
+# -- the runner and the CLI -----------------------------------------------------------------------
+
+def test_cli_solves_the_three_layer_program_as_d_for_both_architectures(capsys):
+    import json
+
+    from dualviz.__main__ import main
+
+    common = ["solve", "--json", "--activation", "relu", "--depth", "3", "--dataset",
+              "regression", "--n", "8", "--d", "1", "--objective", "squared", "--beta", "0.1",
+              "--iterations", "30", "--restarts", "1", "--width", "4", "--branches", "4"]
+    out = {}
+    for arch in ("parallel", "standard"):
+        assert main([*common, "--arch", arch]) == 0
+        out[arch] = json.loads(capsys.readouterr().out)
+    par, std = out["parallel"], out["standard"]
+    for run in (par, std):
+        three = run["relu"]["three_layer"]
+        assert three["exact"] and three["certified"] and three["status"] == "certified"
+        assert run["dual"]["status"] == "certified" and run["dual"]["certified"]
+        assert run["dual"]["lower"] <= run["dual"]["value"] <= run["dual"]["upper"]
+        assert run["relu"]["fit"]["convex"]  # the rebuilt net over the 1-D grid
+        assert run["primal"]["value"] >= run["dual"]["lower"] * (1 - 1e-9)
+    assert par["dual"]["value"] == std["dual"]["value"]  # one D for both architectures
+    assert par["closed_form"]["primal"] == par["dual"]["value"]  # the parallel net's optimum
+    assert std["closed_form"]["primal"] is None  # the standard net's optimum is not known
+    assert std["primal"]["status"] == "feasible, no reference"
+    # the parallel net is trained at least as large as the rebuilt network
+    assert any("for training" in n for n in par["notes"])
+
+
+@pytest.mark.parametrize(("knobs", "why"), [
+    ({"n": MAX_N + 1, "d": 1}, f"N <= {MAX_N} samples"),
+    ({"n": 8, "d": 3}, "at most 3 input columns"),
+])
+def test_sizes_the_program_does_not_take_say_why(knobs, why):
+    from dualviz.config import Experiment
+    from dualviz.runner import run
+
+    exp = Experiment(activation="relu", depth=3, dataset="regression", objective="squared",
+                     beta=0.1, iterations=5, restarts=1, width=2, **knobs)
+    result = run(exp)
+    assert result.dual.value is None and result.dual.status == SolveStatus.NOT_COMPUTED
+    assert why in result.dual.notes[0]
