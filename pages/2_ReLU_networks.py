@@ -20,9 +20,8 @@ st.caption(
     "Every number says which way it bounds: a dual or convex value D is a lower bound on the "
     "network's optimum, a trained value an upper bound.")
 
-modes = st.container(horizontal=True)
-for preset in RELU_PRESETS:  # the page's modes, each a link with its full state
-    modes.page_link(preset.view.script, label=preset.title, query_params=preset.params)
+st.markdown("Modes (each link carries its full state): " + " · ".join(
+    f"[{preset.title}](/{preset.link})" for preset in RELU_PRESETS))
 exp, notes = state.experiment_controls(RELU)
 state.show_notes(notes)
 uploaded = explorer.data_source(exp)

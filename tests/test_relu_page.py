@@ -73,4 +73,5 @@ def test_three_layer_general_data_mode_shows_every_bound_with_its_direction():
     verdicts = " ".join(i.value for i in at.info) + " ".join(s.value for s in at.success)
     assert "the duality gap is at most this" in verdicts  # standard: P - D bounds the gap
     assert "zero duality gap" in verdicts  # parallel: P* = D, certified
-    assert any(link.label == "Three ReLU layers, general data" for link in at.get("page_link"))
+    modes = next(m.value for m in at.markdown if m.value.startswith("Modes"))
+    assert "[Three ReLU layers, general data](/ReLU_networks?" in modes

@@ -293,3 +293,40 @@ def test_sizes_the_program_does_not_take_say_why(knobs, why):
     result = run(exp)
     assert result.dual.value is None and result.dual.status == SolveStatus.NOT_COMPUTED
     assert why in result.dual.notes[0]
+
+
+# -- sweeps over beta and N ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_beta_sweep_of_three_layer_relu_nets_draws_p_over_d():
+    """The Gap curves page's sweep (beta, both architectures) for L = 3 ReLU on 6 points: the
+    parallel curve sits at P/D = 1 (within 1e-2), the standard one above it, both >= 1."""
+    from dualviz.gapcurves import curves
+    from dualviz.runner import run
+    from dualviz.sweep import sweep_from_params
+    from dualviz.views import GAP_CURVES
+
+    base, _ = GAP_CURVES.experiment({"activation": "relu", "dataset": "regression", "depth": "3",
+                                     "n": "6", "d": "1", "objective": "squared",
+                                     "optimizer": "adam", "lr": "0.01", "iterations": "1500",
+                                     "restarts": "1", "branches": "20", "width": "8"})
+    sweep, notes = sweep_from_params(base, {"x": "beta", "x-values": "0.1,0.3",
+                                            "series": "none", "seeds": "1"})
+    assert not notes and base.activation == "relu" and base.depth == 3
+    points = [(coords, exp, run(exp).to_json()) for coords, exp in sweep.points()]
+    lines = {c["arch"]: c for c in curves(points, "beta", "none")}
+    assert lines["parallel"]["x"] == [0.1, 0.3] and lines["standard"]["missing"] == 0
+    assert all(1 - 1e-9 <= r <= 1 + 1e-2 for r in lines["parallel"]["ratio"])
+    assert all(r >= 1 - 1e-9 for r in lines["standard"]["ratio"])
+
+
+def test_n_is_a_sweep_axis():
+    from dualviz.sweep import sweep_from_params
+    from dualviz.views import GAP_CURVES
+
+    base, _ = GAP_CURVES.experiment({"activation": "relu", "dataset": "regression", "depth": "3",
+                                     "d": "1"})
+    sweep, notes = sweep_from_params(base, {"x": "n", "x-values": "6,8,10", "series": "beta",
+                                            "series-values": "0.1,0.2", "seeds": "1"})
+    assert not notes and sweep.axes == ("n", "beta")
+    assert sorted({e.n for _, e in sweep.points()}) == [6, 8, 10]
