@@ -476,7 +476,8 @@ def _column_generation(layer, pricer, y, weight, objective, time_limit, started,
             for u, e in zip(order, sol["E"], strict=True):
                 pricer.remember(u.sigma, u.D, e)
         known = {key: set(u.groups) for key, u in units.items()}
-        pricing = pricer.price(lam, threshold, ADD_PER_ROUND, known)
+        deadline = None if time_limit is None else started + time_limit
+        pricing = pricer.price(lam, threshold, ADD_PER_ROUND, known, deadline)
         last = _Found("", order, W, lam, pricing.bound, pricing.complete, rounds,
                       pricing.leaves, pricing.solves, len(pricer.pool), penalties > 0)
         if time_limit is not None and time.perf_counter() - started > time_limit:

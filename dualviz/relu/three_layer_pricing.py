@@ -35,6 +35,7 @@ random networks), and the pricing is marked incomplete.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,11 +104,13 @@ class Pricer:
         self.pool[(sigma, np.packbits(D).tobytes())] = (D.copy(), e.copy())
 
     def price(self, lam: np.ndarray, threshold: float, max_violators: int,
-              known: dict | None = None) -> Pricing:
+              known: dict | None = None, deadline: float | None = None) -> Pricing:
         """Leaves by decreasing bound, solved while their bound exceeds the threshold, until
         max_violators new violators are found. known: (sigma, D bytes) -> groups of the
         master's units: a leaf that finds one of them with no new group is violated by
-        rounding only; it raises the bound but is no violator."""
+        rounding only; it raises the bound but is no violator. deadline (time.perf_counter()):
+        past it no more leaf is solved; the unsolved leaves keep their bounds (F at a point of
+        their box), so the pricing's bound stays valid, only looser."""
         violators: list[Violator] = []
         bound, leaves, solves, failed, complete = 0.0, 0, 0, 0, True
         for sigma in (1, -1):
@@ -117,7 +120,7 @@ class Pricer:
             complete &= enumerated
             leaves += len(sets)
             found = self._price_sign(sigma, signed, positive, sets, threshold,
-                                     max_violators - len(violators), known or {})
+                                     max_violators - len(violators), known or {}, deadline)
             violators += found[0]
             bound = max(bound, found[1])
             solves += found[2]
@@ -195,7 +198,8 @@ class Pricer:
                 best[owner] = E[row]
         return bounds, best
 
-    def _price_sign(self, sigma, signed, positive, sets, threshold, wanted, known):
+    def _price_sign(self, sigma, signed, positive, sets, threshold, wanted, known,
+                    deadline=None):
         N = signed.shape[0]
         positive_mask = np.zeros(N, dtype=bool)
         positive_mask[positive] = True
@@ -208,6 +212,8 @@ class Pricer:
         for i in np.argsort(-bounds):
             if bounds[i] <= threshold or len(violators) >= wanted:
                 break
+            if deadline is not None and time.perf_counter() > deadline:
+                break  # the remaining leaves keep their (valid) bounds
             kinds = np.full(N, NEG)
             kinds[positive] = np.where(sets[i], IN, OUT)
             box = (signed, inside[i][None, :], positive_mask)
