@@ -34,6 +34,7 @@ test-fast: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_linear.py
+	$(BIN)/python benchmarks/bench_three_layer.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

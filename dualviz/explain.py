@@ -301,3 +301,44 @@ def readout(exp: Experiment, bounds: Bounds | None, result: StoredRun | None,
                    closed.dual_label or "dual", result is not None, learned, layers,
                    source.spectrum.target, source.spectrum.closed_form, source.relu, live,
                    spectrum_threshold(exp))
+
+
+def three_layer_lines(three: dict | None, arch: str) -> list[str]:
+    """The three-layer convex program's result (docs/math.md §6) in sentences, each with its
+    direction and tolerance: what D is, which way its bracket bounds, and what it means for
+    the parallel and the standard net. `three` is the run's relu["three_layer"]."""
+    if not three:
+        return []
+    lower, upper = three.get("lower"), three.get("upper")
+    relative = three.get("relative_gap")
+    sizes = (f"{three.get('first_layer_patterns')} first-layer patterns, "
+             f"{three.get('second_layer_patterns')} second-layer patterns priced, "
+             f"{three.get('seconds', 0.0):.2f} s")
+    if three.get("exact") and three.get("certified"):
+        head = (f"D (certified) = {upper:.10g}: the three-layer convex program over every "
+                f"pattern, {lower:.10g} <= D <= {upper:.10g} (relative gap {relative:.1e} "
+                f"<= 1e-8; lower from the dual certificate, upper from the rebuilt network's "
+                f"objective; {sizes}).")
+    elif three.get("exact"):
+        low = "-inf" if lower is None else f"{lower:.10g}"
+        high = "inf" if upper is None else f"{upper:.10g}"
+        head = (f"D is not certified to 1e-8 ({three.get('status')}): {low} <= D <= {high}, "
+                f"the lower end from the dual certificate, the upper from a real network "
+                f"({sizes}).")
+    else:
+        high = "inf" if upper is None else f"{upper:.10g}"
+        head = (f"D <= {high}: the program over the patterns priced (some patterns sampled) "
+                "gives the objective of a real parallel net, an upper bound of D; there is no "
+                f"lower bound of D here, so P - D below is not a bound on any gap ({sizes}).")
+    roles = ("D is the parallel net's global optimum (enough branches) and the standard net's "
+             "Lagrangian dual: no trained net of either kind can go below it.")
+    if arch == "parallel":
+        net = (f"The parallel net: its trained P is an upper bound of its optimum D, so "
+               f"P - D >= 0 measures training only; the network rebuilt from the program has "
+               f"{three.get('branches')} branches of up to {three.get('width')} first-layer "
+               "neurons.")
+    else:
+        net = ("The standard net: its best trained P (over the restarts) is an upper bound of "
+               "its optimum, so P_standard - D is an upper bound of its duality gap (the gap "
+               "itself may be smaller, never negative).")
+    return [head, roles, net]

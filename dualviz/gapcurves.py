@@ -37,7 +37,9 @@ def rows(points: Iterable[Point]) -> list[dict[str, Any]]:
 def curves(points: Iterable[Point], x: str, series: str) -> list[dict[str, Any]]:
     """Mean, min and max over seeds of P/D and P - D, per (arch, series value), against x.
 
-    Points without a feasible primal or a dual are left out (counted in `missing`). A gap
+    Points without a feasible primal or a dual are left out (counted in `missing`), and so are
+    three-layer ReLU points whose D is not certified over every pattern (docs/math.md §6.4:
+    their value is an upper bound of D, which would make P/D no bound at all). A gap
     within the zero-gap tolerance of a trained value (results.TRAINED_GAP_TOL of D) is drawn
     as exactly 0 (and P/D as 1), not as a scatter of rounding errors."""
     groups: dict[tuple, dict[Any, list[tuple[float, float]]]] = {}
@@ -47,6 +49,9 @@ def curves(points: Iterable[Point], x: str, series: str) -> list[dict[str, Any]]
         run = _run(result)
         primal = run.primal.value if run is not None else None
         dual = run.dual.value if run is not None else None
+        three = (run.relu or {}).get("three_layer") if run is not None else None
+        if three is not None and not (three.get("exact") and three.get("certified")):
+            dual = None  # an upper bound of D (patterns sampled, or uncertified): no ratio
         if primal is None or dual is None or dual == 0:
             missing[key] = missing.get(key, 0) + 1
             continue

@@ -91,6 +91,15 @@ PRESETS: tuple[Preset, ...] = (
         "The standard net stops at sqrt(2) times the dual, the parallel net reaches it; the "
         "paragraph next to the numbers says when the gap vanishes (the sign condition)."),
     Preset(
+        "Three ReLU layers, general data", RELU,
+        {"depth": "3", "dataset": "regression", "d": "1", "n": "8", "objective": "squared",
+         "regularization": "rescaled", "beta": "0.1", "branches": "20", "width": "8",
+         "optimizer": "adam", "lr": "0.01", "iterations": "3000", "restarts": "3"},
+        "Eight points, three ReLU layers: the three-layer convex program over every first- and "
+        "second-layer pattern, certified, as D for both architectures.",
+        "The parallel net trains down to D (a lower bound of both nets); the standard net "
+        "stays above it, and P_standard - D is an upper bound of its duality gap."),
+    Preset(
         "The gap against depth, curve by curve", GAP_CURVES,
         {"x": "depth", "x-values": "2,3,4,5", "series": "target-rank", "series-values": "1,2,3",
          "objective": "interpolation", "regularization": "rescaled", "spectrum": "equal",
@@ -100,6 +109,9 @@ PRESETS: tuple[Preset, ...] = (
         "Rank 1 and depth 2 stay at P/D = 1; for rank r >= 2 the standard curves climb with "
         "depth while the parallel ones stay flat."),
 )
+
+# The ReLU page's modes: its presets, linked at the top of the page.
+RELU_PRESETS: tuple[Preset, ...] = tuple(p for p in PRESETS if p.view is RELU)
 
 
 # The home page's instant preview: its own small knob table, kept in the URL like the

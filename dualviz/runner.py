@@ -111,6 +111,13 @@ def _relu_reference(exp: Experiment, bounds: ReluBounds) -> Reference | None:
     restart starts from its network) or the rank-one closed form (three layers)."""
     if bounds.closed.primal is None:
         return None
+    if exp.depth != 2 and bounds.three_layer is not None:
+        # the parallel net rebuilt from the program (docs/math.md §6.3): one more restart
+        net = bounds.three_layer.network
+        layers = net.parallel_layers(exp.branches, exp.width, net.branches[0].W1.shape[0]) \
+            if net is not None and net.branches and exp.arch == "parallel" else None
+        point = InitialPoint(layers, Start.CONVEX) if layers is not None else None
+        return Reference(bounds.closed.primal, "three-layer convex program, certified", point)
     if exp.depth != 2:
         start = bounds.rank_one_start
         return Reference(bounds.closed.primal, "rank-one closed form",
@@ -124,6 +131,8 @@ def _relu_reference(exp: Experiment, bounds: ReluBounds) -> Reference | None:
 def _two_layer_width(exp: Experiment, bounds: ReluBounds) -> tuple[Experiment, str | None]:
     """A two-layer ReLU net narrower than the convex optimum's network (its active neurons)
     cannot reach that optimum (it may not even interpolate): it is trained that wide."""
+    if exp.depth == 3 and bounds.three_layer is not None:
+        return _three_layer_width(exp, bounds.three_layer)
     net = bounds.network
     if exp.depth != 2 or net is None:
         return exp, None
@@ -139,3 +148,24 @@ def _two_layer_width(exp: Experiment, bounds: ReluBounds) -> tuple[Experiment, s
         "restart from it keeps), and a narrower net cannot reach it" if need > active else
         f"{name} raised from {have} to {need} for training: the convex optimum is a network "
         f"of {need} neurons, and a narrower net cannot reach it")
+
+
+def _three_layer_width(exp: Experiment, res) -> tuple[Experiment, str | None]:
+    """A parallel three-layer net with fewer branches, or narrower ones, than the network
+    rebuilt from the convex program (docs/math.md §6.3) may not reach D: it is trained with
+    as many (within the knobs' caps). A standard net is trained as asked."""
+    net = res.network
+    if exp.arch != "parallel" or net is None or not net.branches:
+        return exp, None
+    changes, said = {}, []
+    for name, need in (("branches", len(net.branches)), ("width", net.width)):
+        have, cap = getattr(exp, name), int(KNOBS_BY_NAME[name].high)
+        if have < need <= cap:
+            changes[name] = need
+            said.append(f"{name} from {have} to {need}")
+    if not changes:
+        return exp, None
+    return dataclasses.replace(exp, **changes), (
+        f"{' and '.join(said)} for training: the three-layer convex optimum is a parallel net "
+        f"of {len(net.branches)} branches of up to {net.width} first-layer neurons, and a "
+        "smaller net may not reach it")

@@ -108,7 +108,7 @@ def parse_vary(text: str) -> tuple[str, tuple[Any, ...], list[str]]:
 
 # -- the page's view of a sweep: settings in the URL, curves for the figure ---------------------
 
-AXES = ("depth", "target_rank", "x_rank", "beta", "width", "branches")
+AXES = ("depth", "target_rank", "x_rank", "beta", "width", "branches", "n")
 SERIES = ("target_rank", "x_rank", "regularization", "beta", "none")
 AXIS_KEYS = tuple(KNOBS_BY_NAME[a].key for a in AXES)  # as in the URL
 SERIES_KEYS = tuple(KNOBS_BY_NAME[a].key if a != "none" else a for a in SERIES)

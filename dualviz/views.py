@@ -86,12 +86,13 @@ RELU = View(
                       "width": 50, "iterations": 2000}))
 GAP_CURVES = View(
     "pages/3_Gap_curves.py", "Gap curves", "Gap_curves", ":material/ssid_chart:",
-    "Sweep depth, rank, beta or width: P/D and P - D for standard and parallel nets from real "
+    "Sweep depth, rank, beta, width or N: P/D and P - D for standard and parallel nets from real "
     "solves, against the theory; resumable, on a Dask cluster too.",
-    offers=_ALL - {"data", "arch", "activation", "relu_solver", "bias", "dataset",
-                   "regression_target", "rank_one_target"},
-    fixed=_frozen({"activation": "linear", "dataset": "low-rank"}),
-    defaults=_frozen({"n": 12, "d": 6, "k": 4, "x_rank": 4, "iterations": 300, "restarts": 2}),
+    # activation and data are offered so that L = 3 ReLU nets on regression data can be swept
+    # over beta or N against the three-layer convex program (docs/math.md §6)
+    offers=_ALL - {"data", "arch", "relu_solver", "bias", "rank_one_target"},
+    defaults=_frozen({"activation": "linear", "dataset": "low-rank", "n": 12, "d": 6, "k": 4,
+                      "x_rank": 4, "iterations": 300, "restarts": 2}),
     keep=SETTING_KEYS)
 THEORY = View(
     "pages/4_Theory.py", "Theory", "Theory", ":material/table_chart:",

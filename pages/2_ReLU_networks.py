@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dualviz import explain, plots
+from dualviz.presets import RELU_PRESETS
 from dualviz.runner import dataset_for
 from dualviz.ui import explorer, state
 from dualviz.ui.live_chart import Figure
@@ -13,10 +14,14 @@ st.title("ReLU networks: convex programs and duality")
 st.caption(
     "Two layers (L = 2, scalar output): the convex program over all activation patterns is "
     "the global optimum of the network (for enough neurons). Three layers on rank-one data "
-    "X = c a^T: closed forms for the standard net and the dual. Deeper nets: training only. "
+    "X = c a^T: closed forms for the standard net and the dual. Three layers, general data "
+    "(scalar output, d <= 2, N <= 32): the three-layer convex program D, certified. Deeper "
+    "nets: training only. "
     "Every number says which way it bounds: a dual or convex value D is a lower bound on the "
     "network's optimum, a trained value an upper bound.")
 
+st.markdown("Modes (each link carries its full state): " + " · ".join(
+    f"[{preset.title}](/{preset.link})" for preset in RELU_PRESETS))
 exp, notes = state.experiment_controls(RELU)
 state.show_notes(notes)
 uploaded = explorer.data_source(exp)
@@ -58,7 +63,10 @@ def notes(exp, now):
                 f"from it has {relu['active_neurons']} neurons.")
     if relu.get("rank_one"):
         st.markdown("**Why (rank-one data).** " + relu["rank_one"]["explanation"])
-    if exp.depth >= 3 and not relu.get("rank_one"):
+    if relu.get("three_layer"):
+        st.markdown("**Three layers, general data.** " + " ".join(
+            explain.three_layer_lines(relu["three_layer"], exp.arch)))
+    elif exp.depth >= 3 and not relu.get("rank_one"):
         st.info("Deep ReLU nets on general data: no dual is computed here. Each trained value "
                 "is an upper bound on its own network's optimum; the paper proves that the "
                 "parallel net (enough branches, rescaled regularization) has zero duality gap.")

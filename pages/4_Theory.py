@@ -11,7 +11,7 @@ st.caption(
     "CVXPY, the certified working-set solver), not copied from the paper.")
 
 
-@st.cache_data(show_spinner="Computing the eight cells...")
+@st.cache_data(show_spinner="Computing the ten cells...")
 def table() -> list[dict[str, str]]:
     return [cell.row() for cell in cells()]
 
@@ -19,9 +19,10 @@ def table() -> list[dict[str, str]]:
 st.dataframe(table(), hide_index=True)
 st.markdown(
     "Two-layer ReLU nets are one layer of neurons, so the standard and the parallel net "
-    "coincide; both rows are computed anyway. Deep ReLU nets on general data have no closed "
-    "form: the paper proves zero gap for parallel nets with enough branches (see the ReLU page "
-    "for trained comparisons).")
+    "coincide; both rows are computed anyway. Three-layer ReLU nets on general data: the "
+    "three-layer convex program (certified) is the parallel net's optimum and the standard "
+    "net's dual; the standard net's P is trained, an upper bound of its optimum, so its gap is "
+    "an upper bound too. Deeper ReLU nets have no program here (see the ReLU page).")
 
 st.subheader("The formulas")
 for latex, sentence in FORMULAS:

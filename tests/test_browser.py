@@ -135,3 +135,19 @@ def test_hostile_link_is_clamped_and_renders_safely(server, page):
                             "s => (s.textContent || '').includes('alert(1)'))")
     assert not injected
     assert not dialogs, dialogs
+
+
+def test_relu_page_three_layer_mode_shows_d_certified_and_the_bounds(server, page):
+    """The ReLU page's three-layer mode in a real browser: the run finishes, D is shown with
+    its certified bracket and the standard net's gap is labelled an upper bound."""
+    tab, dialogs = page
+    exp = Experiment(activation="relu", depth=3, dataset="regression", n=8, d=1,
+                     objective="squared", beta=0.1, arch="standard", width=8, branches=20,
+                     optimizer="adam", lr=0.01, iterations=800, restarts=1)
+    tab.goto(f"{server.url}/ReLU_networks?{exp.to_query()}")
+    wait_for_settled(tab, finished(exp), timeout=150, what="the three-layer run to finish")
+    body = tab.locator("body")
+    expect(body).to_contain_text("D (certified)", timeout=30_000)
+    expect(body).to_contain_text("upper bound of its duality gap")
+    expect(body).to_contain_text("Three ReLU layers, general data")
+    assert not dialogs, dialogs

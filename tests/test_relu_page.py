@@ -52,3 +52,26 @@ def test_vector_output_with_two_layers_fails_with_a_message_and_the_page_works()
     assert not at.exception
     assert any("scalar output" in e.value and "K = 3" in e.value for e in at.error)
     assert any(b.label == "Run again" for b in at.button)
+
+
+def test_three_layer_general_data_mode_shows_every_bound_with_its_direction():
+    """Three layers on 8 points: D (certified) for both nets, the parallel net trained onto
+    it, the standard net above it with its gap labelled an upper bound."""
+    exp = Experiment(activation="relu", depth=3, dataset="regression", n=8, d=1,
+                     objective="squared", beta=0.1, arch="standard", width=8, branches=20,
+                     optimizer="adam", lr=0.01, iterations=1500, restarts=2)
+    at = run_until_done(open_page(PAGE, exp.to_query()))
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown if m.value.startswith("**Three layers"))
+    assert "D (certified)" in text and "<= D <=" in text  # the bracket, both directions
+    assert "lower from the dual certificate, upper from the rebuilt network" in text
+    assert "upper bound of its duality gap" in text  # the standard net's P - D
+    assert "no trained net of either kind can go below it" in text
+    D = metric(at, "D (convex")
+    assert metric(at, "P (trained)") >= D * (1 - 1e-9)
+    assert "fit_figure" in [f["id"] for f in panel(at)["figures"]]
+    verdicts = " ".join(i.value for i in at.info) + " ".join(s.value for s in at.success)
+    assert "the duality gap is at most this" in verdicts  # standard: P - D bounds the gap
+    assert "zero duality gap" in verdicts  # parallel: P* = D, certified
+    modes = next(m.value for m in at.markdown if m.value.startswith("Modes"))
+    assert "[Three ReLU layers, general data](/ReLU_networks?" in modes

@@ -6,6 +6,11 @@
   CVXPY + Clarabel; both come with the certificate lower <= optimum <= upper.
 - L = 3 on rank-one data X = c a^T, rescaled (or L-th power) regularization, interpolation: the
   closed forms of the standard primal and of the dual (an SOCP, which the parallel net attains).
+- L = 3 on general data, scalar output, rescaled (or L-th power) regularization: the
+  three-layer convex program (docs/math.md §6, dualviz.relu.three_layer), certified; its value
+  D is the parallel net's optimum and the standard net's Lagrangian dual (a lower bound of
+  every standard net). Up to three columns of inputs (bias included) and THREE_LAYER_MAX_N
+  samples; beyond, no dual is computed and the note says why.
 - deeper nets on general data: no bound is computed; trained values are upper bounds on each
   network's own optimum, and that is what the app says.
 """
@@ -27,6 +32,8 @@ from ..training.nets import rank_one_parallel_layers
 from .convex import Network, predict, rebuild, result_label, two_layer_convex
 from .patterns import patterns, with_bias
 from .rank_one import rank_one_factors, rank_one_relu_dual, rank_one_three_layer
+from .three_layer import MAX_N as THREE_LAYER_MAX_N
+from .three_layer import ThreeLayerResult, solve_three_layer
 from .working_set import (
     Certificate,
     certify,
@@ -39,6 +46,8 @@ MAX_PATTERNS = 3000
 PATTERN_SAMPLES = 100_000
 GRID_1D, GRID_2D = 201, 31
 WORKING_SET_SECONDS = 120.0  # then the certified bracket is reported instead of one value
+THREE_LAYER_SECONDS = 60.0  # the three-layer program's time limit (then: the bracket)
+THREE_LAYER_COLUMNS = 3  # inputs with the bias: exact first-layer patterns (rank <= 3)
 
 
 def constant_column(X: np.ndarray) -> int | None:
@@ -120,6 +129,8 @@ class ReluBounds:
     network: Network | None = None
     # three layers on rank-one data: the parallel net's optimum (layers), where it is known
     rank_one_start: list[np.ndarray] | None = None
+    # three layers on general data: the network rebuilt from the convex program
+    three_layer: ThreeLayerResult | None = None
 
 
 def relu_bounds(exp: Experiment, X: np.ndarray, Y: np.ndarray,
@@ -141,9 +152,14 @@ def relu_bounds(exp: Experiment, X: np.ndarray, Y: np.ndarray,
             and exp.objective == "interpolation" \
             and REGULARIZERS[exp.regularization].family == Family.NORM_BOUND:
         return _rank_one(exp, network_inputs(exp, X), Y)
+    why = three_layer_refusal(exp, X, Y)
+    if why is None:
+        return _three_layer(exp, X, Y)
     note = ("no dual is computed for deep ReLU nets on general data: each trained value is an "
             "upper bound on its own network's optimum (the paper proves zero gap for parallel "
             "nets with enough branches, without a closed form)")
+    if exp.depth == 3:
+        note += f"; the three-layer convex program does not apply here: {why}"
     return ReluBounds(ClosedForm(None, None, None, "none (deep ReLU, general data)", (note,)),
                       DualResult(None, "none", SolveStatus.NOT_COMPUTED, 0.0, notes=[note]))
 
@@ -263,3 +279,67 @@ def _rank_one(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ReluBounds:
     start = rank_one_parallel_layers(exp, a, theory.alpha, theory.gamma) \
         if theory.feasible else None
     return ReluBounds(closed, dual, details, rank_one_start=start)
+
+
+def three_layer_refusal(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> str | None:
+    """Why the three-layer convex program (docs/math.md §6) is not solved for this experiment,
+    or None when it is."""
+    if exp.depth != 3:
+        return "it is for L = 3"
+    if REGULARIZERS[exp.regularization].family != Family.NORM_BOUND:
+        return ("it is for the rescaled regularization (or L-th power, t = 1), not "
+                f"{exp.regularization}")
+    if Y.shape[1] != 1:
+        return f"it is for a scalar output (this data has K = {Y.shape[1]})"
+    Xn = network_inputs(exp, X)
+    if Xn.shape[1] > THREE_LAYER_COLUMNS:
+        return (f"it enumerates the first-layer patterns exactly for at most "
+                f"{THREE_LAYER_COLUMNS} input columns, bias included (d <= 2 with a bias); "
+                f"these inputs have {Xn.shape[1]}")
+    if Xn.shape[0] > THREE_LAYER_MAX_N:
+        return (f"it is solved for N <= {THREE_LAYER_MAX_N} samples (its second-layer "
+                f"patterns grow as 2^N); this data has N = {Xn.shape[0]}")
+    return None
+
+
+def _three_layer(exp: Experiment, X: np.ndarray, Y: np.ndarray) -> ReluBounds:
+    """The three-layer convex program, certified: D for both architectures (§6.4, §6.5)."""
+    Xn = network_inputs(exp, X)
+    y = Y[:, 0]
+    t = REGULARIZERS[exp.regularization].t(exp.t)
+    res = solve_three_layer(Xn, y, exp.beta, t, objective=exp.objective,
+                            time_limit=THREE_LAYER_SECONDS, seed=exp.seed)
+    exact = res.exact
+    cert = res.certificate
+    if exact:
+        label = ("three-layer convex program over all patterns: D, the parallel net's optimum "
+                 "and the standard net's dual")
+        value, lower = res.value, res.lower
+    else:
+        label = ("three-layer convex program over the patterns priced: an upper bound of D "
+                 "(the objective of a real parallel net), not a lower bound of any net")
+        value, lower = res.upper, None  # only the network's objective bounds D
+    # The known optimum of the net as trained: the parallel net's, when certified over all
+    # patterns; the standard net's optimum is unknown (D bounds it from below).
+    known = res.value if exact and res.certified and exp.arch == "parallel" else None
+    closed = ClosedForm(known, res.value if exact else None, None, label, (res.message,))
+    dual = DualResult(value, f"{label} [column generation, Clarabel]", res.status,
+                      res.seconds, notes=[res.message], detail=res.detail, lower=lower,
+                      upper=res.upper, certified=bool(res.certified and exact))
+    counts = res.counts
+    details: dict[str, Any] = {
+        "three_layer": {"status": str(res.status), "exact": exact, "certified": res.certified,
+                        "lower": res.lower, "upper": res.upper,
+                        "relative_gap": res.relative_gap, "residual": res.residual,
+                        "seconds": res.seconds, "message": res.message,
+                        "branches": len(res.network.branches) if res.network else 0,
+                        "width": res.network.width if res.network else 0,
+                        "first_layer_patterns": counts.first_layer_patterns,
+                        "second_layer_patterns": counts.second_layer_patterns,
+                        "rounds": counts.rounds, "leaf_solves": counts.leaf_solves},
+        "certificate": None if cert is None else cert.to_json()}
+    grid, axes = probe_points(X)
+    if grid is not None and res.network is not None:
+        details["fit"] = {"axes": axes,
+                          "convex": res.predict(network_inputs(exp, grid, X)).tolist()}
+    return ReluBounds(closed, dual, details, three_layer=res)

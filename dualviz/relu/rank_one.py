@@ -255,3 +255,66 @@ def rank_one_relu_dual(c: np.ndarray, Y: np.ndarray, bound: float,
                          [cp.norm(Lam.T @ plus, 2) <= 1.0, cp.norm(Lam.T @ minus, 2) <= 1.0])
     value, status = solve_program(problem, solver)
     return (None if value is None else value * bound * y_scale / c_scale), status
+
+
+@dataclass(frozen=True)
+class RankOneSquared:
+    """Three-layer ReLU nets (no bias), rescaled, squared loss, scalar target, on rank-one data
+    X = c a^T (docs/math.md §6.7). A net's output is c+ A + c- B for two scalars A, B, so
+
+        parallel  D = min_{A,B} 0.5 ||c+ A + c- B - y||^2 + (beta/T)(|A| + |B|)
+        standard  P = min_{A,B} 0.5 ||c+ A + c- B - y||^2 + beta * cost(A, B),
+
+    cost = (|A| + |B|)/T when A B >= 0 and (|A|^{2/3} + |B|^{2/3})^{3/2}/T otherwise (the
+    interpolation formulas of rank_one_three_layer at K = 1). The loss separates over the
+    supports of c+ and c-; P = D unless c+.y and c-.y have opposite signs."""
+
+    parallel: float
+    standard: float
+    A: float  # the parallel optimum's outputs on the two sides
+    B: float
+    T: float
+
+    @property
+    def relative_gap(self) -> float:
+        return (self.standard - self.parallel) / self.parallel if self.parallel else 0.0
+
+
+def rank_one_squared(c, a, y, beta: float, t: float) -> RankOneSquared:
+    """The two optima of RankOneSquared: D in closed form (two soft thresholds), P by a
+    seeded grid over the quadrant of the targets' signs, polished by Nelder-Mead (the cost
+    (|A|^{2/3} + |B|^{2/3})^{3/2} is not convex)."""
+    from scipy.optimize import minimize
+
+    c = np.asarray(c, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    T = float(t * np.linalg.norm(np.asarray(a, dtype=float)))
+    plus, minus = np.maximum(c, 0.0), np.maximum(-c, 0.0)
+    p, q = float(plus @ plus), float(minus @ minus)
+    bp, bm = float(plus @ y), float(minus @ y)
+    lam = beta / T
+    const = 0.5 * float(y @ y)
+
+    def soft(b: float, n: float) -> float:
+        return float(np.sign(b) * max(abs(b) - lam, 0.0) / n) if n > 0 else 0.0
+
+    A, B = soft(bp, p), soft(bm, q)
+    parallel = const + 0.5 * p * A * A - bp * A + 0.5 * q * B * B - bm * B \
+        + lam * (abs(A) + abs(B))
+    if bp * bm >= 0:  # the parallel optimum has A B >= 0, where both costs agree
+        return RankOneSquared(parallel, parallel, A, B, T)
+
+    def opposed(z) -> float:  # |A| = z[0], |B| = z[1], each of its target's sign
+        u, v = np.maximum(z, 0.0)
+        return const + 0.5 * p * u * u - abs(bp) * u + 0.5 * q * v * v - abs(bm) * v \
+            + lam * (u ** (2 / 3) + v ** (2 / 3)) ** 1.5
+
+    top = max(abs(A), abs(B), abs(bp) / p, abs(bm) / q)
+    grid = np.linspace(0.0, top, 6)
+    best = min(opposed((u, v)) for u in grid for v in grid)
+    for u in grid:
+        for v in grid:
+            res = minimize(opposed, [u, v], method="Nelder-Mead",
+                           options={"xatol": 1e-13, "fatol": 1e-15, "maxiter": 4000})
+            best = min(best, float(res.fun))
+    return RankOneSquared(parallel, min(best, const), A, B, T)
