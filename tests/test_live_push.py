@@ -12,14 +12,12 @@ import urllib.error
 import urllib.request
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from dualviz.config import Experiment
 from dualviz.testing import (
     CHROMIUM,
     VIEWPORT,
     explorer_url,
-    launch_chromium,
     recorded,
     start_recording,
     streamlit_server,
@@ -221,14 +219,12 @@ def test_presenter_mode_fits_a_projector(server, browser, size, tmp_path):
 
 
 
-def test_streams_beyond_the_servers_cap_are_refused_and_the_page_catches_up(tmp_path):
+def test_streams_beyond_the_servers_cap_are_refused_and_the_page_catches_up(tmp_path, browser):
     """DUALVIZ_MAX_STREAMS=2: while one tab's two streams are open a third is refused with
     503; a second tab on the same run is refused at first, asks again, and still ends with the
     final result (nothing else would rerun it)."""
     exp = RUN.replace(seed=31)[0]
-    with streamlit_server(tmp_path, extra_env={"DUALVIZ_MAX_STREAMS": "2"}) as server, \
-            sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
+    with streamlit_server(tmp_path, extra_env={"DUALVIZ_MAX_STREAMS": "2"}) as server:
         first = browser.new_page(viewport=VIEWPORT)
         first.goto(explorer_url(server.url, exp.to_query()))
         wait_for_state(first, running(exp), 120, "the first tab's run to start")
@@ -244,4 +240,5 @@ def test_streams_beyond_the_servers_cap_are_refused_and_the_page_catches_up(tmp_
         state = wait_for_state(second, done(exp), 240, "the refused tab's final result")
         assert "P (trained)" in state.metrics
         assert stats(server)["streams"] <= 2
-        browser.close()
+        first.close()
+        second.close()
