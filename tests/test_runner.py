@@ -30,3 +30,9 @@ def test_the_closed_form_known_at_once_is_what_the_job_reports(query):
 def test_relu_nets_wait_for_their_program():
     exp, _ = Experiment.from_query("activation=relu&depth=2")
     assert known_at_once(exp) is None
+
+
+def test_an_upload_not_at_hand_leaves_the_numbers_to_the_job():
+    exp, _ = Experiment.from_query("data=" + "0" * 16)
+    assert exp.uses_synthetic_data is False
+    assert known_at_once(exp) is None
