@@ -59,6 +59,14 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
+def _run(command: list[str]) -> None:
+    done = subprocess.run(_as_server_user(command), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{Path(command[0]).name} failed (exit code {done.returncode}): "
+                           f"{done.stderr.strip()[-600:]}")
+
+
 def start(folder: Path | str, port: int | None = None) -> str:
     """Initialise and start a cluster in `folder` (created); returns its URL."""
     binaries = pg_bin()
@@ -79,16 +87,12 @@ def start(folder: Path | str, port: int | None = None) -> str:
             parent = parent.parent
     os.chmod(folder, 0o700)
     port = port or _free_port()
-    subprocess.run(_as_server_user([str(binaries / "initdb"), "-D", str(folder / "data"),
-                                    "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                                    "--no-locale"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _run([str(binaries / "initdb"), "-D", str(folder / "data"), "-U", "postgres", "-A",
+          "trust", "-E", "UTF8", "--no-locale"])
     options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {folder / 'sock'} -c fsync=off "
                "-c max_connections=300 -c shared_buffers=64MB")
-    subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(folder / "data"),
-                                    "-l", str(folder / "server.log"), "-w", "-o", options,
-                                    "start"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _run([str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-l",
+          str(folder / "server.log"), "-w", "-o", options, "start"])
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     (folder / "url").write_text(url)
     return url
