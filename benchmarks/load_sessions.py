@@ -61,17 +61,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-# A plain script: make the repository's package and the browser helpers importable.
-ROOT = Path(__file__).resolve().parent.parent
+import websockets
+from playwright.async_api import async_playwright
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-import websockets  # noqa: E402
-from playwright.async_api import async_playwright  # noqa: E402
-from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
-
-from dualviz.config import Experiment  # noqa: E402
-from dualviz.presets import PRESETS  # noqa: E402
-from dualviz.testing import (  # noqa: E402
+from dualviz.config import Experiment
+from dualviz.presets import PRESETS
+from dualviz.testing import (
     _CAPTION,
     CHROMIUM,
     VIEWPORT,
@@ -79,7 +76,7 @@ from dualviz.testing import (  # noqa: E402
     parse_caption,
     streamlit_server,
 )
-from dualviz.views import LINEAR  # noqa: E402
+from dualviz.views import LINEAR
 
 STARTED_LINE = re.compile(r"dualviz jobs: started (?P<hash>[0-9a-f]{16}) as pid (?P<pid>\d+)")
 # Lines of the server's log worth showing: tracebacks, scheduler errors, Streamlit errors.
@@ -242,6 +239,17 @@ class Peaks:
     memory_samples: int = 0
     store_samples: int = 0
     store_errors: list[str] = field(default_factory=list)
+    server_cpu_s: float = 0.0  # CPU time (user + system) of the streamlit process alone
+    wall_s: float = 0.0  # over this much wall time
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (not its children), from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Sampler:
@@ -256,12 +264,16 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
 
     def __enter__(self) -> Sampler:
+        self._cpu_start = cpu_seconds(self.server_pid)
+        self._wall_start = time.monotonic()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self.peaks.server_cpu_s = cpu_seconds(self.server_pid) - self._cpu_start
+        self.peaks.wall_s = time.monotonic() - self._wall_start
 
     def _run(self) -> None:
         next_store = 0.0
@@ -878,6 +890,8 @@ def report(outcome: Outcome) -> None:
           f"{sum(x.stalls for x in s)} stalls")
     print(f"peak jobs running / queued:     {p.running} / {p.queued} (store, every "
           f"{STORE_EVERY:g} s; {p.store_samples} samples); peak job processes {p.job_processes}")
+    print(f"web server CPU (streamlit process, jobs excluded): {p.server_cpu_s:.1f} s over "
+          f"{p.wall_s:.1f} s, {1000 * p.server_cpu_s / max(len(s), 1):.0f} ms per session")
     print(f"peak memory of the server tree: {p.rss_mb:.0f} MB RSS summed, {p.pss_mb:.0f} MB PSS "
           f"(streamlit alone {p.streamlit_mb:.0f} MB RSS; up to {p.processes} processes; "
           f"{p.memory_samples} samples)")

@@ -41,6 +41,9 @@ LIMITS: tuple[Limit, ...] = (
           "page"),
     Limit("DUALVIZ_MAX_UPLOAD_MB", 20, "size of an uploaded data file (Streamlit's own upload "
           "limit is set to the same value)", integer=False),
+    Limit("DUALVIZ_MAX_STREAMS", 2000, "live streams (one per job a page shows) open at once "
+          "on this server; beyond it a stream is refused with 503 and the page asks again "
+          "2-4 s later"),
     Limit("DUALVIZ_STORE_MB", 2048, "size of the result store above which the oldest "
           "finished jobs' snapshots, then the least recently used uploads, are deleted "
           "(results are kept)", integer=False),
@@ -103,6 +106,10 @@ def max_sweeps() -> int:
 
 def max_sweep_points() -> int:
     return int(value("DUALVIZ_MAX_SWEEP_POINTS"))
+
+
+def max_streams() -> int:
+    return int(value("DUALVIZ_MAX_STREAMS"))
 
 
 def upload_bytes() -> int:

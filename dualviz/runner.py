@@ -23,7 +23,7 @@ from .relu.bounds import (
     relu_bounds,
 )
 from .relu.convex import Network
-from .results import Bounds, ClosedForm, RunResult, Snapshot, Start
+from .results import Bounds, ClosedForm, DualResult, RunResult, Snapshot, SolveStatus, Start
 from .training.nets import end_to_end_layers, two_layer_relu_layers
 from .training.primal import InitialPoint, Reference, solve_primal
 
@@ -42,6 +42,20 @@ def dataset_for(exp: Experiment, uploaded: Dataset | None = None) -> Dataset:
         raise ConfigError(f"this experiment uses the uploaded data set {exp.data}; "
                           "supply that file (e.g. --data FILE.npz)")
     return uploaded
+
+
+def known_at_once(exp: Experiment, uploaded: Dataset | None = None) -> Bounds | None:
+    """The numbers a linear net's job reports first that need no solver: its closed form and
+    target spectrum (milliseconds), so a page shows them the moment a control moves, before
+    the job has started. The dual is left to the job (a CVXPY solve). None for ReLU nets,
+    whose bounds all come from a program."""
+    if exp.activation != "linear":
+        return None
+    dataset = dataset_for(exp, uploaded)
+    pending = DualResult(None, "", SolveStatus.NOT_COMPUTED, 0.0,
+                         notes=["the dual is being solved"])
+    return Bounds.of(closed_form(exp, dataset.X, dataset.Y), pending,
+                     [float(x) for x in target_spectrum(dataset.X, dataset.Y)], None)
 
 
 def run(exp: Experiment, uploaded: Dataset | None = None,

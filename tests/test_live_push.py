@@ -12,14 +12,17 @@ import urllib.error
 import urllib.request
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from dualviz.config import Experiment
 from dualviz.testing import (
     CHROMIUM,
     VIEWPORT,
     explorer_url,
+    launch_chromium,
     recorded,
     start_recording,
+    streamlit_server,
     wait_for_state,
 )
 
@@ -215,3 +218,30 @@ def test_presenter_mode_fits_a_projector(server, browser, size, tmp_path):
     tab.screenshot(path=str(shot))
     tab.locator(".dv-live").screenshot(path=str(shot.with_suffix(".panel.png")))
     context.close()
+
+
+
+def test_streams_beyond_the_servers_cap_are_refused_and_the_page_catches_up(tmp_path):
+    """DUALVIZ_MAX_STREAMS=2: while one tab's two streams are open a third is refused with
+    503; a second tab on the same run is refused at first, asks again, and still ends with the
+    final result (nothing else would rerun it)."""
+    exp = RUN.replace(seed=31)[0]
+    with streamlit_server(tmp_path, extra_env={"DUALVIZ_MAX_STREAMS": "2"}) as server, \
+            sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        first = browser.new_page(viewport=VIEWPORT)
+        first.goto(explorer_url(server.url, exp.to_query()))
+        wait_for_state(first, running(exp), 120, "the first tab's run to start")
+        deadline = time.monotonic() + 60
+        while stats(server)["streams"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stats(server)["streams"] == 2
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server.url}/api/jobs/{exp.hash}/stream", timeout=5)
+        assert refused.value.code == 503
+        second = browser.new_page(viewport=VIEWPORT)
+        second.goto(explorer_url(server.url, exp.to_query()))
+        state = wait_for_state(second, done(exp), 240, "the refused tab's final result")
+        assert "P (trained)" in state.metrics
+        assert stats(server)["streams"] <= 2
+        browser.close()

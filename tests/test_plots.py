@@ -127,3 +127,17 @@ def test_figures_export_as_png_and_svg_through_kaleido_and_chromium():
     assert svg.lstrip().startswith(b"<svg") and b"objective" in svg
     with pytest.raises(ValueError):
         image_bytes(fig, "gif")
+
+
+def test_the_live_panel_sends_each_figure_as_plotly_itself_would():
+    """The panel reads a figure's data without plotly's deep copy: the same JSON as
+    to_plotly_json, so a plotly upgrade that changed its internals fails here."""
+    import json
+
+    from dualviz.ui.live_chart import _plain
+
+    for fig in (objective_figure(snaps(), dual=4.0, closed_primal=5.0),
+                spectrum_figure([3.0, 2.0, 1.0], [2.9, 1.5, 0.2], [3.0, 2.0, 0.0],
+                                threshold=0.5)):
+        assert json.dumps(_plain(fig), sort_keys=True) == \
+            json.dumps(fig.to_plotly_json(), sort_keys=True)

@@ -163,6 +163,7 @@ class JobManager:
         self._sweep_of: dict[str, str] = {}  # job hash -> key of the sweep that started it
         self._unsaved: dict[str, JobRecord] = {}  # final states the store would not take
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a job was queued: schedule now, not at the next tick
         self.ready = threading.Event()  # set once the launcher is warm
         self.launcher_error: str | None = None
         self._launcher: subprocess.Popen | None = None
@@ -229,6 +230,7 @@ class JobManager:
                     f"the server's queue is full ({waiting} runs waiting, the cap is "
                     f"{self.max_queued}); this run starts as soon as a place frees up"), None)
             self.store.create_job(exp.hash, exp.canonical.to_query())
+            self._wake.set()
         return self.view(exp.hash)
 
     def _abandoned(self, job_hash: str) -> bool:
@@ -269,6 +271,7 @@ class JobManager:
         with self._lock:
             self._unsaved.pop(exp.hash, None)
         self.store.create_job(exp.hash, exp.canonical.to_query(), replace=True)
+        self._wake.set()
 
     def view(self, job_hash: str) -> JobView:
         with self._lock:
@@ -380,6 +383,7 @@ class JobManager:
     def shutdown(self) -> None:
         """Stop the scheduler, end every job process and the launcher (tests, server exit)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
         for job_hash in self.running():
             with contextlib.suppress(StoreError):
@@ -454,7 +458,8 @@ class JobManager:
                 self._stop.wait(1.0)
             except Exception as exc:  # keep scheduling whatever one pass met
                 print(f"dualviz jobs: scheduler error: {exc!r}", flush=True)
-            self._stop.wait(TICK)
+            self._wake.wait(TICK)
+            self._wake.clear()
 
     def _tick(self) -> None:
         now = time.monotonic()

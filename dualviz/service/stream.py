@@ -39,7 +39,7 @@ from ..plots import (
 from ..results import Snapshot
 from .store import FINAL, JobRecord, Store, StoreError
 
-POLL_SECONDS = 0.05  # how often a feed reads its job's news from the store
+POLL_SECONDS = 0.025  # how often a feed reads its job's news from the store
 RING = 1200  # messages a feed keeps (a minute of batches at 20 per second)
 STREAM_SECONDS = 30.0  # a stream ends by itself after this (the browser reconnects at once)
 PING_SECONDS = 10.0

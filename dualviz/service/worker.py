@@ -9,6 +9,7 @@ never dropped while the store may still take it.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
@@ -24,7 +25,7 @@ from ..results import Bounds, JobStatus, Snapshot
 from ..runner import run
 from .store import Store, StoreError
 
-FLUSH_EVERY = 0.05  # seconds between snapshot writes: the live curve's frame rate (20 per second)
+FLUSH_EVERY = 0.025  # seconds between snapshot writes: up to 40 batches per second
 MAX_PENDING_SNAPSHOTS = 2000  # kept in memory while the store refuses writes, then thinned
 SAVE_PATIENCE = 120.0  # seconds a finished job keeps trying to save its result
 SAVE_FAILED = 75  # exit code of a job that could not save its result (EX_TEMPFAIL)
@@ -125,7 +126,7 @@ def execute(job_hash: str, query: str, data_dir: str,
     store = Store(data_dir, busy_timeout=5.0)
     saver = _Saver(store, job_hash)
     buffer: list[Snapshot] = []
-    last_flush = time.monotonic()
+    last_flush = -math.inf  # the first snapshot is written at once: the page's first point
 
     def on_snapshot(snapshot: Snapshot) -> None:
         nonlocal last_flush

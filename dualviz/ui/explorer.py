@@ -15,6 +15,7 @@ from ..data import DataError, Dataset, load_file
 from ..exports import rerun_snippet, result_csv
 from ..plots import PROJECTOR, SCREEN, FigureStyle
 from ..results import ACTIVE, FINAL, JobStatus, Snapshot
+from ..runner import known_at_once
 from ..service.jobs import JobView
 from ..service.store import StoreError
 from ..views import ROOM_KEYS
@@ -103,7 +104,10 @@ def live_view(exp: Experiment, uploaded: Dataset | None, figures: Figures,
     presenter = state.view_options(st.query_params.to_dict())[0]
     style = PROJECTOR if presenter else SCREEN
     (seq, snaps), (_, twin_snaps) = live.drawn(featured), live.drawn(other)
-    now = explain.readout(exp, featured.record.known_bounds, featured.record.run, snaps)
+    bounds = featured.record.known_bounds
+    if bounds is None and featured.record.run is None:
+        bounds = known_at_once(exp, uploaded)  # the closed form now, not when the job starts
+    now = explain.readout(exp, bounds, featured.record.run, snaps)
     streams = [_stream(f"{e.arch} net", view, cursor)
                for e, view, cursor in ((exp, featured, seq), (counterpart, other,
                                                                live.drawn(other)[0]))]

@@ -65,13 +65,28 @@ function queue(root, figureId, update) {
   if (!dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
 }
 
+// Figures that only replace whole vectors (spectra, layer spectra, fitted functions) are
+// redrawn at most this often; the objective curve, whose growth is the live view, gets every
+// frame. A figure costs a full Plotly redraw per call, and these would otherwise take most of
+// each frame on a slow laptop.
+const VECTOR_REDRAW_MS = 150;
+
 function flush(root) {
   const dv = root.__dv;
   dv.frame = null;
+  const now = performance.now();
+  let waiting = false;
   for (const [figureId, pending] of Object.entries(dv.pending)) {
     const spec = dv.figures[figureId];
     const gd = spec && spec.gd;
-    if (!gd || !gd.data) continue;
+    if (!gd || !gd.data) { delete dv.pending[figureId]; continue; }
+    const onlyVectors = !Object.keys(pending.extend).length;
+    if (onlyVectors && now - (spec.drawnAt || -Infinity) < VECTOR_REDRAW_MS) {
+      waiting = true;  // kept: the newest vectors are drawn on a later frame
+      continue;
+    }
+    delete dv.pending[figureId];
+    spec.drawnAt = now;
     const indices = [], xs = [], ys = [];
     for (const slot of Object.values(pending.extend)) {
       let index = traceIndex(gd, slot.match);
@@ -94,34 +109,42 @@ function flush(root) {
       ys.push(slot.y);
     }
     if (indices.length) Plotly.extendTraces(gd, { x: xs, y: ys }, indices);
+    // Every replaced trace and every trace thinned, in one restyle: one redraw per figure.
+    const restyle = new Map();  // trace index -> {x, y} or {z}
     for (const [role, value] of Object.entries(pending.replace)) {
-      const targets = gd.data.map((t, i) => [t, i]).filter(([t]) => t.meta && t.meta.role === role);
-      for (const [trace, index] of targets) {
+      gd.data.forEach((trace, index) => {
+        if (!trace.meta || trace.meta.role !== role) return;
         const update = role === "layer" ? value[trace.meta.index] : value;
-        if (!update) continue;
+        if (!update) return;
         if (trace.type === "heatmap") {
           const [rows, cols] = trace.meta.shape;
           const z = [];
           for (let r = 0; r < rows; r++) z.push(update.slice(r * cols, (r + 1) * cols));
-          Plotly.restyle(gd, { z: [z] }, [index]);
+          restyle.set(index, { z });
         } else if (Array.isArray(update)) {
-          Plotly.restyle(gd, { x: [update.map((_, i) => i + 1)], y: [update] }, [index]);
+          restyle.set(index, { x: update.map((_, i) => i + 1), y: update });
         } else {
-          Plotly.restyle(gd, { x: [update.x || trace.x], y: [update.y] }, [index]);
+          restyle.set(index, { x: update.x || trace.x, y: update.y });
         }
-      }
+      });
     }
-    for (let i = 0; i < gd.data.length; i++) {  // long runs: keep traces light
-      const t = gd.data[i];
-      if (t.x && t.x.length > MAX_TRACE_POINTS) {
+    gd.data.forEach((trace, index) => {  // long runs: keep traces light
+      if (trace.x && trace.x.length > MAX_TRACE_POINTS && !restyle.has(index)) {
         const keep = (_, k, a) => k % 2 === 0 || k === a.length - 1;
-        Plotly.restyle(gd, { x: [t.x.filter(keep)], y: [t.y.filter(keep)] }, [i]);
+        restyle.set(index, { x: trace.x.filter(keep), y: trace.y.filter(keep) });
       }
+    });
+    for (const key of ["z", "xy"]) {  // heatmaps and curves: the attributes differ
+      const items = [...restyle].filter(([, u]) => (key === "z") === ("z" in u));
+      if (!items.length) continue;
+      const attrs = key === "z" ? { z: items.map(([, u]) => u.z) }
+        : { x: items.map(([, u]) => u.x), y: items.map(([, u]) => u.y) };
+      Plotly.restyle(gd, attrs, items.map(([i]) => i));
     }
     dv.draws[figureId] = (dv.draws[figureId] || 0) + 1;
     gd.dataset.draws = String(dv.draws[figureId]);
   }
-  dv.pending = {};
+  if (waiting && !dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
 }
 
 function onBatch(root, streamIndex, batch) {
@@ -170,24 +193,41 @@ function onState(root, streamIndex, state) {
   renderCaption(root, dv.data);
 }
 
-function openStreams(root) {
+const REOPEN_MS = 2000;  // a refused stream (the server's cap) is asked again after 2-4 s
+
+function openStream(root, i) {
   const dv = root.__dv;
-  dv.data.streams.forEach((spec, i) => {
-    const stream = dv.streams[i];
-    if (!spec.url) return;
-    const source = new EventSource(spec.url);
-    stream.source = source;
-    source.addEventListener("batch", (ev) => onBatch(root, i, JSON.parse(ev.data)));
-    source.addEventListener("state", (ev) => onState(root, i, JSON.parse(ev.data)));
-    source.addEventListener("end", (ev) => {
-      onState(root, i, JSON.parse(ev.data));
-      source.close();
-      stream.ended = true;
-      if (dv.streams.every((s, k) => s.ended || !dv.data.streams[k].url)) {
-        dv.setTriggerValue("ended", dv.data.version);  // one rerun draws the final result
-      }
-    });
+  const spec = dv.data.streams[i];
+  const stream = dv.streams[i];
+  const url = new URL(spec.url, location.href);
+  if (stream.cursor !== undefined) url.searchParams.set("after", String(stream.cursor));
+  const source = new EventSource(url);
+  stream.source = source;
+  source.addEventListener("batch", (ev) => {
+    if (ev.lastEventId) stream.cursor = +ev.lastEventId;
+    onBatch(root, i, JSON.parse(ev.data));
   });
+  source.addEventListener("state", (ev) => onState(root, i, JSON.parse(ev.data)));
+  source.addEventListener("end", (ev) => {
+    onState(root, i, JSON.parse(ev.data));
+    source.close();
+    stream.ended = true;
+    if (dv.streams.every((s, k) => s.ended || !dv.data.streams[k].url)) {
+      dv.setTriggerValue("ended", dv.data.version);  // one rerun draws the final result
+    }
+  });
+  // EventSource reconnects by itself after a dropped connection, but not after an HTTP error
+  // (503: the server's stream cap): then this page asks again, from the last batch it drew.
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED || stream.ended) return;
+    setTimeout(() => {
+      if (root.__dv === dv && !stream.ended) openStream(root, i);
+    }, REOPEN_MS * (1 + Math.random()));
+  });
+}
+
+function openStreams(root) {
+  root.__dv.data.streams.forEach((spec, i) => { if (spec.url) openStream(root, i); });
 }
 
 function closeStreams(root) {

@@ -33,7 +33,11 @@ def streamlit_config(port: int, address: str) -> dict[str, object]:
     return {"server.address": address, "server.port": port,
             "server.maxUploadSize": upload_mb, "server.headless": True,
             "server.fileWatcherType": "none", "browser.gatherUsageStats": False,
-            "client.toolbarMode": "viewer"}  # no Deploy button for a hall of visitors
+            "client.toolbarMode": "viewer",  # no Deploy button for a hall of visitors
+            # Streamlit runs a full gc.collect() after every script run; with torch, CVXPY and
+            # SciPy in the heap that took ~80% of the server's GIL time under 40 sessions.
+            # Python's own generational collector still runs.
+            "runner.postScriptGC": False}
 
 
 def serve(port: int, address: str) -> int:

@@ -84,8 +84,21 @@ def broadcaster() -> Broadcaster:
 _WARM_IMPORTS = ("pandas", "pyarrow", "plotly.graph_objects", "numpy", "scipy.linalg")
 
 
+def _navigation_from_app_py() -> None:
+    """Every session runs app.py (st.navigation), from its first page load on.
+
+    With a pages/ folder beside the script, Streamlit starts in its old multipage mode (the
+    class flag PagesManager.uses_pages_directory) and runs a pages/ file directly, without
+    app.py, until some session has run app.py's st.navigation: until then a link to a page
+    showed the folder's file names and an "app" entry in the menu."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app):
+    _navigation_from_app_py()
     for name in _WARM_IMPORTS:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
@@ -97,6 +110,9 @@ async def _stream(request):
     job = request.path_params["job"]
     if not _HASH.fullmatch(job):
         return Response("no such job", status_code=404)
+    if broadcaster().streams >= limits.max_streams():  # each open stream holds memory
+        return Response("too many live streams on this server; try again shortly",
+                        status_code=503, headers={"Retry-After": "3"})
     feed = await broadcaster().feed(job)
     if feed is None:
         return Response("no such job", status_code=404)
