@@ -4,11 +4,10 @@ import streamlit as st
 
 from dualviz import explain
 from dualviz.presets import PRESETS, PREVIEW_KNOBS
-from dualviz.ui import rooms, state
-from dualviz.views import GAP_CURVES, HOME, LINEAR, RELU, THEORY
+from dualviz.ui import state
+from dualviz.views import GAP_CURVES, LINEAR, RELU, THEORY
 
 st.set_page_config(page_title="dualviz: duality gaps of deep networks", layout="wide")
-room = rooms.before_page(HOME)  # a follower moves to its presenter's view
 
 st.title("dualviz")
 st.markdown(
@@ -64,4 +63,3 @@ for preset in PRESETS:
 st.markdown(
     "The same solvers run from the command line: "
     "`dualviz solve --depth 3 --target-rank 2 --json`.")
-rooms.after_page(room, HOME)  # a presenter publishes the view

@@ -3,12 +3,11 @@
 import streamlit as st
 
 from dualviz import explain, plots
-from dualviz.ui import explorer, rooms, state
+from dualviz.ui import explorer, state
 from dualviz.ui.live_chart import Figure
 from dualviz.views import LINEAR
 
 st.set_page_config(page_title="Deep linear explorer · dualviz", layout="wide")
-room = rooms.before_page(LINEAR)  # a follower moves to its presenter's view
 st.title("Deep linear networks: primal vs dual")
 st.caption("Training (PyTorch) against the dual (CVXPY + Clarabel) and the closed forms of "
            "Wang, Ergen & Pilanci (ICLR 2023). D is a lower bound on P for every network "
@@ -34,4 +33,3 @@ def figures(exp, now, snaps, twin, twin_snaps, uploaded, style):
 
 
 explorer.live_view(exp, uploaded, figures)
-rooms.after_page(room, LINEAR)  # a presenter publishes the view

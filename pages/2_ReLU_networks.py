@@ -4,12 +4,11 @@ import streamlit as st
 
 from dualviz import explain, plots
 from dualviz.runner import dataset_for
-from dualviz.ui import explorer, rooms, state
+from dualviz.ui import explorer, state
 from dualviz.ui.live_chart import Figure
 from dualviz.views import RELU
 
 st.set_page_config(page_title="ReLU networks · dualviz", layout="wide")
-room = rooms.before_page(RELU)  # a follower moves to its presenter's view
 st.title("ReLU networks: convex programs and duality")
 st.caption(
     "Two layers (L = 2, scalar output): the convex program over all activation patterns is "
@@ -67,4 +66,3 @@ def notes(exp, now):
 
 explorer.live_view(exp, uploaded, figures, dual_name="D (convex / dual: a lower bound on P)",
                    notes=notes)
-rooms.after_page(room, RELU)  # a presenter publishes the view

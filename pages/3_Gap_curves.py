@@ -8,11 +8,10 @@ from dualviz import plots
 from dualviz.exports import csv_text
 from dualviz.gapcurves import curves, rows, theory_curves
 from dualviz.results import SweepStatus
-from dualviz.ui import charts, live, rooms, state, sweeps
+from dualviz.ui import charts, live, state, sweeps
 from dualviz.views import GAP_CURVES
 
 st.set_page_config(page_title="Gap curves · dualviz", layout="wide")
-room = rooms.before_page(GAP_CURVES)  # a follower moves to its presenter's view
 st.title("Gap curves: where the duality gap opens")
 st.caption(
     "Every point is a full run (training, dual, closed forms), stored as it completes: a "
@@ -81,4 +80,3 @@ def live_curves():
 
 
 live_curves()
-rooms.after_page(room, GAP_CURVES)  # a presenter publishes the view

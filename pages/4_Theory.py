@@ -3,11 +3,8 @@
 import streamlit as st
 
 from dualviz.taxonomy import FORMULAS, cells
-from dualviz.ui import rooms
-from dualviz.views import THEORY
 
 st.set_page_config(page_title="Theory · dualviz", layout="wide")
-room = rooms.before_page(THEORY)  # a follower moves to its presenter's view
 st.title("Theory: when is the duality gap zero?")
 st.caption(
     "Every row is computed now by the app's own solvers on a small instance (closed forms, "
@@ -30,4 +27,3 @@ st.subheader("The formulas")
 for latex, sentence in FORMULAS:
     st.latex(latex)
     st.markdown(sentence)
-rooms.after_page(room, THEORY)  # a presenter publishes the view

@@ -4,9 +4,9 @@ A presenter's room is a row of the store (its current page and query, a sequence
 grows with each change, and a lease its presenter's connection renews: Store.open_room). A
 :class:`RoomHub` serves the two event streams of a room:
 
-- a follower's (``follow``): a ``view`` event with the room's sequence number at once and at
-  every change (the page then asks the server for the new view and moves there), ``closed`` when
-  the presenter is gone. However many followers a process has, ONE task reads the rooms they
+- a follower's (``follow``): a ``view`` event with the room's sequence number, page and query
+  at once and at every change (a page then reruns and moves there), ``closed`` when the
+  presenter is gone. However many followers a process has, ONE task reads the rooms they
   follow from the store (every POLL_SECONDS, one query for all rooms) and wakes their streams:
   a follower costs an idle coroutine, never a query. Followers per room are reported to the
   store (Store.set_followers) so the presenter sees the count over every replica.
@@ -53,6 +53,8 @@ class Refused(Exception):
 class _Room:
     name: str
     seq: int | None  # None once closed
+    page: str = ""  # the presenter's page and query at seq
+    query: str = ""
     followers: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -90,8 +92,10 @@ class RoomHub:
             record = await asyncio.to_thread(self.store.room, name)
             if record is None:
                 raise Refused(404, "no such room")
-            room = self.rooms.setdefault(name, _Room(name, record.seq))
-            room.seq = record.seq if room.seq is None else room.seq
+            room = self.rooms.setdefault(name, _Room(name, record.seq, record.page,
+                                                     record.query))
+            if room.seq is None:
+                room.seq, room.page, room.query = record.seq, record.page, record.query
         self._ensure_reader()
         return self._follow(room)
 
@@ -109,7 +113,7 @@ class RoomHub:
                     return
                 if room.seq != sent:
                     sent = room.seq
-                    yield event("view", {"seq": sent})
+                    yield event("view", {"seq": sent, "page": room.page, "query": room.query})
                 now = time.monotonic()
                 if now - started > STREAM_SECONDS:
                     return
@@ -141,6 +145,8 @@ class RoomHub:
                     seq = None if record is None else record.seq
                     if seq != room.seq:
                         room.seq = seq
+                        if record is not None:
+                            room.page, room.query = record.page, record.query
                         room.wake()
                     if room.seq is None and not room.followers:
                         del self.rooms[name]

@@ -42,16 +42,13 @@ _YES = ("1", "true", "yes", "on")
 _JS = r"""
 export default function ({ data, parentElement, setTriggerValue }) {
   const el = parentElement.querySelector(".dv-room");
-  if (data.go && window.location.pathname + window.location.search !== data.go) {
-    window.location.replace(data.go);                 // the presenter's page and query
-    return;
-  }
-  el.__seq = data.seq;
+  el.__seq = data.seq;                               // the presenter's view this page shows
   if (el.__es && el.__url === data.url) return;      // called again on new data: keep the stream
   if (el.__es) el.__es.close();
   el.__url = data.url;
   const es = el.__es = new EventSource(data.url);
   es.addEventListener("view", (ev) => {
+    // the presenter changed its view: the script reruns and moves there (in-app, no reload)
     const seq = JSON.parse(ev.data).seq;
     if (data.follow && seq !== el.__seq) { el.__seq = seq; setTriggerValue("moved", seq); }
   });
@@ -199,20 +196,22 @@ def _follow(page, room: str) -> None:
         st.info(f"Room '{room}' is not open (its presenter is not connected): this page is "
                 "shown on its own.")
         return
-    go = None
     if st.session_state.get(_FOLLOWED) != (room, record.seq):
         st.session_state[_FOLLOWED] = (room, record.seq)
-        current = (_page_path(page), _view_query())
-        known = any(v.url_path == record.page for v in VIEWS)
-        if current != (record.page, record.query) and known:
-            # the browser opens the presenter's view (the page and query as published: a
-            # path of the table and a query this server's pages wrote)
-            go = f"/{record.page}?{urlencode([*parse_qsl(record.query), ('follow', room)])}"
+        target = next((v for v in VIEWS if v.url_path == record.page), None)
+        if target is not None and (_page_path(page), _view_query()) != (record.page,
+                                                                          record.query):
+            # In-app, the session and the room's stream kept: the script reruns as the
+            # presenter's page with its query (a path of the table, a query this server's
+            # pages wrote; the page's controls validate it as any link's) and the browser's
+            # address becomes that page's.
+            st.switch_page(target.script,
+                           query_params=[*parse_qsl(record.query), ("follow", room)])
     left, right = st.columns([4, 1])
     with left:
         st.caption(f"Following room **{room}**: this page moves with the presenter's.")
         result = _room_stream()(key="dv_follow", data={
-            "url": f"/api/rooms/{room}/events", "seq": record.seq, "follow": True, "go": go},
+            "url": f"/api/rooms/{room}/events", "seq": record.seq, "follow": True},
             on_moved_change=lambda: None, on_closed_change=lambda: None, height="content")
         if getattr(result, "closed", None):
             st.info(f"Room '{room}' closed: its presenter left.")
