@@ -7,7 +7,7 @@ import pytest
 from shared import snapshot
 
 from dualviz.results import JobStatus
-from dualviz.service.store import Store, StoreError
+from dualviz.service.store import QueueFull, Store, StoreError
 
 pytestmark = pytest.mark.usefixtures("store_backend")
 
@@ -54,6 +54,44 @@ def test_racing_replicas_claim_each_job_once(tmp_path, store):
     every = sorted(h for hashes in claimed.values() for h in hashes)
     assert every == [f"h{i:02d}" for i in range(12)]  # each once, none missing
     assert all(store.job(h).status == JobStatus.RUNNING for h in every)
+
+
+def test_sessions_racing_for_the_last_queue_places_never_overfill_the_queue(tmp_path, store):
+    """The cap on queued jobs is counted in the transaction that creates the job: 24 stores
+    (as 24 sessions over the replicas) racing for 10 places create exactly 10 jobs."""
+    cap, racers = 10, 24
+    created, refused, errors = [], [], []
+    start = threading.Barrier(racers)
+
+    def session(i: int) -> None:
+        mine = Store(tmp_path)
+        try:
+            start.wait(30)
+            for attempt in range(50):  # a busy store is retried, as the next poll would
+                try:
+                    mine.create_job(f"h{i:02d}", f"q{i}", max_queued=cap)
+                    created.append(i)
+                    return
+                except QueueFull as full:
+                    refused.append(full.waiting)
+                    return
+                except StoreError:
+                    time.sleep(0.05 * (attempt + 1))
+            errors.append(f"session {i} never reached the store")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    assert len(created) == cap and len(refused) == racers - cap
+    assert all(waiting == cap for waiting in refused)
+    assert store.count_with_status(JobStatus.QUEUED) == cap
 
 
 def test_an_expired_lease_moves_the_job_and_drops_its_partial_curve(store):

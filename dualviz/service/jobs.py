@@ -51,7 +51,7 @@ from typing import Any
 from .. import limits
 from ..config import Experiment
 from ..results import ACTIVE, COMPLETED, FINAL, RERUNNABLE, JobStatus, SweepStatus
-from .store import JobRecord, Store, StoreError, pid_alive
+from .store import JobRecord, QueueFull, Store, StoreError, pid_alive
 from .sweeps import SCHEDULER_ENV
 
 WATCHER_TIMEOUT = 120.0  # seconds without a poll after which a session counts as gone
@@ -223,13 +223,14 @@ class JobManager:
                               error="the process computing this job ended; run it again")
             record = self.store.job(exp.hash)
         if record is None or record.status in RERUNNABLE:
-            waiting = self.store.count_with_status(JobStatus.QUEUED)
-            if waiting >= self.max_queued:
+            try:  # counted and created in one transaction: racing sessions never overfill
+                self.store.create_job(exp.hash, exp.canonical.to_query(),
+                                      max_queued=self.max_queued)
+            except QueueFull as full:
                 return JobView(busy_record(
                     exp.hash, exp.canonical.to_query(),
-                    f"the server's queue is full ({waiting} runs waiting, the cap is "
+                    f"the server's queue is full ({full.waiting} runs waiting, the cap is "
                     f"{self.max_queued}); this run starts as soon as a place frees up"), None)
-            self.store.create_job(exp.hash, exp.canonical.to_query())
             self._wake.set()
         return self.view(exp.hash)
 

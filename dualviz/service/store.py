@@ -155,6 +155,14 @@ class StoreError(RuntimeError):
         self.kind = kind
 
 
+class QueueFull(Exception):
+    """create_job refused: `waiting` jobs are queued, the cap it was given."""
+
+    def __init__(self, waiting: int):
+        super().__init__(f"{waiting} runs are waiting")
+        self.waiting = waiting
+
+
 class StoreInUse(StoreError):
     """Another server already serves this data directory."""
 
@@ -434,13 +442,15 @@ class Store:
 
     @_guarded
     def create_job(self, job_hash: str, query: str, *, running_in: int | None = None,
-                   replace: bool = False) -> bool:
+                   replace: bool = False, max_queued: int | None = None) -> bool:
         """A fresh queued job, unless one is stored that is still useful: only an absent job,
         or one in RERUNNABLE (or any, with `replace`), is (re)created, with its old snapshots
         dropped. Decided inside one transaction, so two sessions asking at once create it
         once. running_in: the pid of a process already computing it (a CLI sweep's driver):
-        the job is created running, so no job manager starts it a second time. Returns
-        whether a job was created."""
+        the job is created running, so no job manager starts it a second time. max_queued:
+        the cap on queued jobs, counted in the same transaction (raises QueueFull), so
+        sessions racing for the last place never overfill the queue. Returns whether a job
+        was created."""
         now = time.time()
         status, started = ((JobStatus.QUEUED, None) if running_in is None
                            else (JobStatus.RUNNING, now))
@@ -449,6 +459,11 @@ class Store:
                              (job_hash,)).fetchone()
             if row is not None and not replace and row[0] not in RERUNNABLE:
                 return False
+            if max_queued is not None:
+                (waiting,) = db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?",
+                                        (JobStatus.QUEUED,)).fetchone()
+                if waiting >= max_queued:
+                    raise QueueFull(waiting)
             db.execute("DELETE FROM snapshots WHERE hash = ?", (job_hash,))
             db.execute("INSERT INTO jobs (hash, query, status, created, started, pid) "
                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET "
