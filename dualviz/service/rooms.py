@@ -84,8 +84,10 @@ class RoomHub:
             raise Refused(503, "this server follows as many rooms as it may "
                                "($DUALVIZ_MAX_FOLLOWERS); retrying")
 
-    async def follow(self, name: str) -> AsyncIterator[bytes]:
-        """A follower's stream of room `name`; raises Refused before the first byte."""
+    async def follow(self, name: str, is_disconnected: Callable[[], Awaitable[bool]]
+                     ) -> AsyncIterator[bytes]:
+        """A follower's stream of room `name`; raises Refused before the first byte. It ends
+        within a second of its follower leaving (a detached follower stops being counted)."""
         self._admit()
         room = self.rooms.get(name)
         if room is None or room.seq is None:
@@ -97,9 +99,10 @@ class RoomHub:
             if room.seq is None:
                 room.seq, room.page, room.query = record.seq, record.page, record.query
         self._ensure_reader()
-        return self._follow(room)
+        return self._follow(room, is_disconnected)
 
-    async def _follow(self, room: _Room) -> AsyncIterator[bytes]:
+    async def _follow(self, room: _Room, is_disconnected: Callable[[], Awaitable[bool]]
+                      ) -> AsyncIterator[bytes]:
         room.followers += 1
         self.streams += 1
         started = last_ping = time.monotonic()
@@ -115,7 +118,7 @@ class RoomHub:
                     sent = room.seq
                     yield event("view", {"seq": sent, "page": room.page, "query": room.query})
                 now = time.monotonic()
-                if now - started > STREAM_SECONDS:
+                if now - started > STREAM_SECONDS or await is_disconnected():
                     return
                 if now - last_ping > PING_SECONDS:
                     yield b": ping\n\n"

@@ -26,7 +26,7 @@ from .. import limits
 from ..service.rooms import ROOM_ALIVE
 from ..service.store import StoreError
 from ..views import ROOM_KEYS, VIEWS, room_name
-from . import live
+from . import live, state
 
 TOKEN_ENV = "DUALVIZ_PRESENTER_TOKEN"
 PUBLIC_URL_ENV = "DUALVIZ_PUBLIC_URL"
@@ -35,7 +35,8 @@ _AUTHORISED = "_dv_room_authorised"
 _TRIES = "_dv_room_tries"
 _KEYS = "_dv_room_keys"  # room name -> this session's key of it
 _PRESENTING = "_dv_presenting"  # the room this session presents (kept across pages)
-_FOLLOWED = "_dv_followed"  # (room, seq) of the presenter's view this session moved to
+_FOLLOWED = "_dv_followed"  # (room, seq, moves) of the presenter's view this session moved to
+MAX_MOVES = 3
 _DETACHED = "_dv_detached"
 _YES = ("1", "true", "yes", "on")
 
@@ -47,6 +48,11 @@ export default function ({ data, parentElement, setTriggerValue }) {
   if (el.__es) el.__es.close();
   el.__url = data.url;
   const es = el.__es = new EventSource(data.url);
+  // Streamlit removes the element of a run that no longer draws it (a follower detached)
+  // without calling the cleanup below: the stream closes once the element is gone.
+  const gone = setInterval(() => {
+    if (!el.isConnected) { es.close(); clearInterval(gone); }
+  }, 1000);
   es.addEventListener("view", (ev) => {
     // the presenter changed its view: the script reruns and moves there (in-app, no reload)
     const seq = JSON.parse(ev.data).seq;
@@ -161,6 +167,7 @@ def _stop_presenting() -> None:
 
 def _detach(room: str) -> None:
     st.session_state[_DETACHED] = room
+    state.url_first()
     st.query_params.pop("follow", None)
 
 
@@ -196,11 +203,17 @@ def _follow(page, room: str) -> None:
         st.info(f"Room '{room}' is not open (its presenter is not connected): this page is "
                 "shown on its own.")
         return
-    if st.session_state.get(_FOLLOWED) != (room, record.seq):
-        st.session_state[_FOLLOWED] = (room, record.seq)
+    # The presenter's view is the truth while following: a run that shows another (a rerun
+    # request the browser sent before it drew the last move) moves again, MAX_MOVES times
+    # per change at most (a view this server would not reproduce cannot loop).
+    state.url_first()
+    moves = st.session_state.get(_FOLLOWED)
+    moves = moves[2] if moves and moves[:2] == (room, record.seq) else 0
+    if moves < MAX_MOVES:
         target = next((v for v in VIEWS if v.url_path == record.page), None)
         if target is not None and (_page_path(page), _view_query()) != (record.page,
                                                                           record.query):
+            st.session_state[_FOLLOWED] = (room, record.seq, moves + 1)
             # In-app, the session and the room's stream kept: the script reruns as the
             # presenter's page with its query (a path of the table, a query this server's
             # pages wrote; the page's controls validate it as any link's) and the browser's

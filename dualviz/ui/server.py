@@ -150,7 +150,7 @@ async def _room_events(request):
     if not ROOM_NAME.fullmatch(name):
         return Response("no such room", status_code=404)
     try:
-        return _event_stream(await rooms().follow(name))
+        return _event_stream(await rooms().follow(name, request.is_disconnected))
     except Refused as refused:
         return Response(str(refused), status_code=refused.status)
 
