@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 PYTEST := $(BIN)/python -m pytest -q --durations=25
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run deploy test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 
 run: $(STAMP)
 	$(BIN)/dualviz serve
+
+# PostgreSQL, two replicas and haproxy on loopback (README: "A department server").
+deploy: $(STAMP)
+	$(BIN)/python deploy/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

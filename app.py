@@ -1,12 +1,18 @@
 """dualviz: the navigation between the pages (each page is a script under pages/).
 
 The table of pages is dualviz.views: titles, addresses and what each page offers live there.
+Rooms wrap every page here, in one place: before it runs a follower moves to its presenter's
+view, after it ran (its controls wrote the URL) a presenter publishes the view.
 """
 
 import streamlit as st
 
+from dualviz.ui import rooms
 from dualviz.views import VIEWS
 
-st.navigation([st.Page(view.script, title=view.title, icon=view.icon,
-                       url_path=view.url_path or None, default=not view.url_path)
-               for view in VIEWS]).run()
+page = st.navigation([st.Page(view.script, title=view.title, icon=view.icon,
+                              url_path=view.url_path or None, default=not view.url_path)
+                      for view in VIEWS])
+room = rooms.before_page(page)
+page.run()
+rooms.after_page(room, page)

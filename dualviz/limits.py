@@ -47,6 +47,11 @@ LIMITS: tuple[Limit, ...] = (
     Limit("DUALVIZ_STORE_MB", 2048, "size of the result store above which the oldest "
           "finished jobs' snapshots, then the least recently used uploads, are deleted "
           "(results are kept)", integer=False),
+    Limit("DUALVIZ_MAX_ROOMS", 20, "presenters' rooms open at once (across the replicas of "
+          "one store); a presenter beyond it is told to wait"),
+    Limit("DUALVIZ_MAX_FOLLOWERS", 1000, "followers' live connections per server (each "
+          "ends after 30 s and reconnects); beyond it a follower is refused with 503 and "
+          "its page retries"),
 )
 LIMITS_BY_VARIABLE = {limit.variable: limit for limit in LIMITS}
 _reported: set[str] = set()
@@ -119,3 +124,11 @@ def sweep_slots(max_running: int) -> int:
     """Job places sweeps may take: all but one, so a page's run never waits behind a sweep
     (one place when there is only one)."""
     return max(1, max_running - 1)
+
+
+def max_rooms() -> int:
+    return int(value("DUALVIZ_MAX_ROOMS"))
+
+
+def max_followers() -> int:
+    return int(value("DUALVIZ_MAX_FOLLOWERS"))

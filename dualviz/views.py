@@ -9,6 +9,7 @@ would compute.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,7 +19,23 @@ from urllib.parse import urlencode
 from .config import KNOBS, Experiment
 from .sweep import SETTING_KEYS
 
-VIEW_KEYS = ("present", "hide")  # how a page looks, not what it computes
+VIEW_KEYS = ("present", "hide", "room", "follow")  # how a page looks, not what it computes
+ROOM_KEYS = ("room", "follow")  # a presenter's room, the room a follower follows
+# A room's name: short, lowercase, safe in a URL, a header and a log line as it is.
+ROOM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+
+
+def room_name(key: str, value: object) -> tuple[str | None, list[str]]:
+    """The room a link names under `key` (room or follow), validated like every link value:
+    (name, []) or (None, [note]) for a value that is not a room name (nothing is opened)."""
+    text = str(value if value is not None else "").strip().lower()
+    if not text:
+        return None, []
+    if ROOM_NAME.fullmatch(text):
+        return text, []
+    shown = text[:20].encode("ascii", "replace").decode()
+    return None, [f"{key}: '{shown}' is not a room name (1 to 32 lowercase letters, digits "
+                  "or -); ignored"]
 
 
 def _frozen(values: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

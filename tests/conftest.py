@@ -43,6 +43,46 @@ def main_module_restored():
     sys.modules["__main__"] = main
 
 
+# -- the store's two backends: the embedded SQLite file and PostgreSQL (a throwaway cluster) --
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory) -> Iterator[str]:
+    """A PostgreSQL cluster of Debian's binaries for this test session (its URL); skipped,
+    saying why, only where the binaries are not installed (.ci/run installs them)."""
+    from dualviz.service import pgcluster
+
+    reason = pgcluster.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("pg") / "cluster"
+    url = pgcluster.start(folder)
+    yield url
+    pgcluster.stop(folder)
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A fresh, empty database on the session's cluster."""
+    import uuid
+
+    from dualviz.service.pgcluster import create_database
+
+    return create_database(pg_cluster, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request, monkeypatch) -> str:
+    """Runs a test on each store backend: DUALVIZ_DATABASE_URL is set (for this process and
+    the job processes it starts) to a fresh PostgreSQL database, or unset (SQLite)."""
+    from dualviz.service.store import DATABASE_URL_ENV
+
+    if request.param == "postgresql":
+        monkeypatch.setenv(DATABASE_URL_ENV, request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    return request.param
+
+
 # -- the browser tests' fixtures: one server and one chromium per module, a fresh page per test --
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The store and the job manager with real worker processes and a real SQLite file."""
+"""The store and the job manager with real worker processes, on each backend: a real SQLite
+file and a real PostgreSQL server (the `store_backend` fixture)."""
 
 import multiprocessing as mp
 import os
@@ -15,7 +16,13 @@ from dualviz.results import JobStatus
 from dualviz.service.jobs import JobManager
 from dualviz.service.store import Store
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.usefixtures("store_backend")]
+
+def running_with_pid(jobs: JobManager, exp):
+    """The job's view once it runs in a process (a claimed job gets its pid a moment later)."""
+    return wait_for(lambda: (v := jobs.view(exp.hash)).status == "running" and v.record.pid
+                    and v)
+
 
 def process_exists(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
@@ -102,7 +109,7 @@ def test_same_experiment_from_two_sessions_is_computed_once(manager):
 
 def test_reload_reattaches_to_the_running_job(manager):
     manager.focus("tab-before-reload", [LONG])
-    running = wait_for(lambda: (v := manager.view(LONG.hash)).status == "running" and v)
+    running = running_with_pid(manager, LONG)
     wait_for(lambda: manager.store.snapshots(LONG.hash))
     # The old tab vanished without a word; the reloaded tab is a new session.
     again = manager.focus("tab-after-reload", [LONG])[0]
@@ -114,7 +121,7 @@ def test_reload_reattaches_to_the_running_job(manager):
 
 def test_changing_a_control_cancels_the_old_job_and_leaves_no_process(manager):
     manager.focus("session", [LONG])
-    running = wait_for(lambda: (v := manager.view(LONG.hash)).status == "running" and v)
+    running = running_with_pid(manager, LONG)
     pid = running.record.pid
     assert process_exists(pid)
     changed, _ = LONG.replace(depth=4)
@@ -166,7 +173,7 @@ def test_a_job_over_its_time_limit_fails_and_its_process_ends(tmp_path):
     jobs = JobManager(tmp_path, max_running=1, time_limit=1.0)
     try:
         jobs.focus("s", [LONG])
-        running = wait_for(lambda: (v := jobs.view(LONG.hash)).status == "running" and v)
+        running = running_with_pid(jobs, LONG)
         failed = wait_for(lambda: (v := jobs.view(LONG.hash)).status == "failed" and v)
         assert "time limit" in failed.record.error
         assert not process_exists(running.record.pid)
@@ -174,11 +181,15 @@ def test_a_job_over_its_time_limit_fails_and_its_process_ends(tmp_path):
         jobs.shutdown()
 
 
-def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(tmp_path):
+def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(
+        tmp_path, store_backend, monkeypatch):
+    """SQLite: the one server restarted marks them interrupted. PostgreSQL (replicas): the
+    dead server's job is left running until its lease expires, then the other claims it."""
+    monkeypatch.setenv("DUALVIZ_JOB_LEASE", "2")
     first = JobManager(tmp_path, max_running=1)
     first.ready.wait(120)
     first.focus("s", [LONG])
-    running = wait_for(lambda: (v := first.view(LONG.hash)).status == "running" and v)
+    running = running_with_pid(first, LONG)
     # Simulate a server that died: its scheduler stops and its job processes are gone, but
     # nothing was written to the store.
     first._stop.set()
@@ -188,6 +199,14 @@ def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(tmp_
     first._server_lock.close()  # the kernel releases a dead server's lock on the store
     second = JobManager(tmp_path, max_running=1)
     try:
+        if store_backend == "postgresql":
+            assert second.interrupted_at_start == 0
+            second.focus("s", [LONG])
+            again = wait_for(lambda: (v := second.view(LONG.hash)).status == "running"
+                             and v.record.created > running.record.created and v, timeout=30)
+            assert second.store.lease_of(LONG.hash)[0] == second.replica
+            assert again.record.pid != running.record.pid
+            return
         assert second.interrupted_at_start == 1
         assert second.view(LONG.hash).status == "interrupted"
         again = second.focus("s", [LONG])[0]  # asking again queues a fresh run

@@ -21,6 +21,13 @@ it; a sweep nobody has watched for WATCHER_TIMEOUT pauses. With an operator's Da
 
 Nothing here holds the manager's lock while it waits on the store: a store that another process
 has locked slows the session that writes, never every session.
+
+Replicas (a PostgreSQL store, several servers): each manager claims queued jobs that some
+session watches (Store.claim: atomic, so each experiment is computed once across replicas),
+renews the lease of the jobs it runs every LEASE/3 seconds and says which jobs its sessions
+watch every WATCH_EVERY seconds. When a replica dies its leases expire and a replica whose
+sessions watch those jobs claims and runs them again; finished results are never touched. A job
+is cancelled only when no session of any replica watches it.
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +51,7 @@ from typing import Any
 from .. import limits
 from ..config import Experiment
 from ..results import ACTIVE, COMPLETED, FINAL, RERUNNABLE, JobStatus, SweepStatus
-from .store import JobRecord, Store, StoreError, pid_alive
+from .store import JobRecord, QueueFull, Store, StoreError, pid_alive
 from .sweeps import SCHEDULER_ENV
 
 WATCHER_TIMEOUT = 120.0  # seconds without a poll after which a session counts as gone
@@ -50,6 +59,19 @@ TICK = 0.05  # seconds between scheduler passes
 FEED_EVERY = 0.5  # seconds between looks for the next sweep points
 RETENTION_EVERY = 60.0  # seconds between checks of the store's size
 LAUNCHER_ATTEMPTS = 3  # starts of the solver process before the manager gives up
+LEASE_ENV = "DUALVIZ_JOB_LEASE"
+LEASE = 10.0  # seconds a claimed job stays this replica's without renewal
+WATCH_EVERY = 1.0  # seconds between reports of what this replica's sessions watch
+WATCH_GRACE = 4.0  # a report older than this no longer counts as watching
+
+
+def lease_seconds() -> float:
+    """$DUALVIZ_JOB_LEASE (seconds), else LEASE: how soon a dead replica's jobs move."""
+    try:
+        value = float(os.environ.get(LEASE_ENV, ""))
+    except ValueError:
+        return LEASE
+    return value if 1.0 <= value <= 3600.0 else LEASE
 
 
 def busy_record(job_hash: str, query: str, message: str) -> JobRecord:
@@ -126,6 +148,11 @@ class JobManager:
         self.memory_bytes = memory_bytes or limits.job_memory_bytes()
         self.watcher_timeout = watcher_timeout
         self.interrupted_at_start = self.store.mark_interrupted()
+        self.shared = self.store.shared  # replicas on one database: leases and watches count
+        self.replica = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = lease_seconds()
+        self._last_watch = 0.0
+        self._last_renew = 0.0
         self._lock = threading.RLock()  # in-memory state only; never held on the store
         self._processes: dict[str, _Process] = {}  # job hash -> its running process
         self._exit_codes: dict[int, int] = {}  # pid -> exit code, reported by the launcher
@@ -170,8 +197,16 @@ class JobManager:
                             unwatched.append(job_hash)
             for exp in experiments:
                 self._watchers.setdefault(exp.hash, set()).add(watcher)
+        if self.shared and unwatched:
+            with contextlib.suppress(StoreError):
+                self.store.unwatch(self.replica, unwatched)
         for job_hash in unwatched:
+            if self.shared and not self._abandoned(job_hash):
+                continue  # another replica's sessions watch it, or it runs elsewhere
             self._cancel(job_hash, "cancelled: no session was watching")
+        if self.shared and experiments:
+            with contextlib.suppress(StoreError):  # claimable at once, not at the next report
+                self.store.watch(self.replica, wanted)
         views = []
         for exp in experiments:
             try:
@@ -188,22 +223,38 @@ class JobManager:
                               error="the process computing this job ended; run it again")
             record = self.store.job(exp.hash)
         if record is None or record.status in RERUNNABLE:
-            waiting = self.store.count_with_status(JobStatus.QUEUED)
-            if waiting >= self.max_queued:
+            try:  # counted and created in one transaction: racing sessions never overfill
+                self.store.create_job(exp.hash, exp.canonical.to_query(),
+                                      max_queued=self.max_queued)
+            except QueueFull as full:
                 return JobView(busy_record(
                     exp.hash, exp.canonical.to_query(),
-                    f"the server's queue is full ({waiting} runs waiting, the cap is "
+                    f"the server's queue is full ({full.waiting} runs waiting, the cap is "
                     f"{self.max_queued}); this run starts as soon as a place frees up"), None)
-            self.store.create_job(exp.hash, exp.canonical.to_query())
             self._wake.set()
         return self.view(exp.hash)
 
+    def _abandoned(self, job_hash: str) -> bool:
+        """(Replicas) a job this replica runs that no session of another replica watches; a
+        job running elsewhere is its owner's to cancel."""
+        with self._lock:
+            if job_hash not in self._processes:
+                return False
+        try:
+            return not self.store.watched_elsewhere(job_hash, self.replica, WATCH_GRACE)
+        except StoreError:
+            return False
+
     def _orphaned(self, record: JobRecord) -> bool:
-        """Running in a process that is gone and not ours (a killed CLI sweep's point)."""
+        """Running in a process that is gone and not ours (a killed CLI sweep's point). With
+        replicas, a job whose replica died is claimed again when its lease expires."""
         with self._lock:
             ours = record.hash in self._processes
-        return (record.status == JobStatus.RUNNING and record.pid is not None and not ours
-                and not pid_alive(record.pid))
+        if not (record.status == JobStatus.RUNNING and record.pid is not None and not ours
+                and not pid_alive(record.pid)):
+            return False
+        # a replica's job (it has a lease) may run on another host: its lease decides
+        return not self.shared or self.store.lease_of(record.hash)[1] is None
 
     def touch(self, watcher: str) -> None:
         """The session is still there (called on every poll)."""
@@ -348,6 +399,9 @@ class JobManager:
             except subprocess.TimeoutExpired:  # still warming up: it has no children yet
                 launcher.kill()
                 launcher.wait()
+        if self.shared:
+            with contextlib.suppress(StoreError):
+                self.store.unwatch(self.replica)
         self._server_lock.close()
         self.store.close()
 
@@ -425,15 +479,43 @@ class JobManager:
         self._reap()
         if self.cluster is not None:
             self._collect_remote()
+        self._keep_claims(now)
         free = self.max_running - len(self.running())
-        for record in self.store.jobs_with_status(JobStatus.QUEUED)[:max(free, 0)]:
-            if record.hash not in self._remote_hashes():
-                self._start(record)
+        if free > 0:
+            for record in self.store.claim(self.replica, free, self.lease,
+                                           WATCH_GRACE if self.shared else None):
+                if record is not None and record.hash not in self._remote_hashes():
+                    self._start(record)
         if now - self._last_retention > RETENTION_EVERY:
             self._last_retention = now
             for line in self.store.enforce_size(limits.store_bytes()):
                 print(f"dualviz store: {line}", flush=True)
         self._feed_sweeps(now)
+
+    def _keep_claims(self, now: float) -> None:
+        """Renew the leases of the jobs this replica runs (ending those it lost: taken again
+        elsewhere, or run again), report what its sessions watch, and (replicas) cancel the
+        jobs it runs that no session of any replica watches any more."""
+        if now - self._last_renew >= self.lease / 3:
+            self._last_renew = now
+            mine = [*self.running(), *self._remote_hashes()]
+            held = self.store.renew(self.replica, mine, self.lease)
+            for job_hash in set(self.running()) - held:
+                print(f"dualviz jobs: {job_hash} is no longer this server's; ending its process",
+                      flush=True)
+                self._end_process(job_hash)
+        if not self.shared or now - self._last_watch < WATCH_EVERY:
+            return
+        self._last_watch = now
+        with self._lock:
+            watched = set(self._watchers)
+            swept = {h for h, k in self._sweep_of.items() if k in self._sweeps}
+            unwatched = [h for h in self._processes if h not in watched | swept]
+        self.store.watch(self.replica, watched | swept)
+        self.store.forget_watches(older_than=600.0)
+        for job_hash in unwatched:
+            if self._abandoned(job_hash):
+                self._cancel(job_hash, "cancelled: no session was watching")
 
     def _reap(self) -> None:
         """Processes that ended (a job that wrote its own final status keeps it; this catches
@@ -558,6 +640,8 @@ class JobManager:
                 job_hash, query = todo[sweep.key].pop(0)
                 if not self.store.create_job(job_hash, query):
                     continue  # someone else asked for it meanwhile
+                if not self.store.claim_job(job_hash, self.replica, self.lease):
+                    continue  # another replica's scheduler took it
                 with self._lock:
                     self._sweep_of[job_hash] = sweep.key
                 sweep.last_start = time.monotonic()

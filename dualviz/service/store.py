@@ -18,6 +18,15 @@ job keeps at most KEEP_SNAPSHOTS snapshots (:meth:`Store.thin_snapshots`).
 One server per store: :meth:`Store.claim_server` takes an exclusive lock on the data
 directory; a second server on the same directory is refused with a clear message (several
 servers share a store only through a database server).
+
+PostgreSQL: with ``DUALVIZ_DATABASE_URL=postgresql://...`` the same API runs on a database
+server through psycopg 3 and a small connection pool (every statement autocommits, as SQLite's
+here does; a transaction takes one advisory lock, as SQLite's BEGIN IMMEDIATE takes the write
+lock). Several servers (replicas) share that store: a queued job is claimed atomically by one of
+them (:meth:`Store.claim`: ``FOR UPDATE SKIP LOCKED``) with a lease its manager renews; a
+running job whose lease expired (its replica died) is claimed again by a replica whose sessions
+watch it (:meth:`Store.watch`). Rooms (a presenter's current view, its followers) are rows here
+too, so that every replica sees them.
 """
 
 from __future__ import annotations
@@ -50,9 +59,11 @@ from ..results import (
 )
 
 DATA_DIR_ENV = "DUALVIZ_DATA_DIR"
+DATABASE_URL_ENV = "DUALVIZ_DATABASE_URL"
+_PG_LOCK = 0x6475616C  # the advisory lock of a PostgreSQL store's write transactions
 KEEP_SNAPSHOTS = 1000  # per finished job: enough for every curve the pages draw
 BUSY_TIMEOUT = 2.0  # seconds a statement waits for another process's lock before StoreError
-SCHEMA_VERSION = 2  # PRAGMA user_version: the columns below
+SCHEMA_VERSION = 3  # PRAGMA user_version: the columns below
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -97,12 +108,39 @@ CREATE TABLE IF NOT EXISTS warm_starts (
     columns TEXT NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS watches (
+    hash TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    seen REAL NOT NULL,
+    PRIMARY KEY (hash, replica)
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    page TEXT NOT NULL,
+    query TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    alive REAL NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS room_followers (
+    room TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    followers INTEGER NOT NULL,
+    seen REAL NOT NULL,
+    PRIMARY KEY (room, replica)
+);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created);
 """
+# The same tables on PostgreSQL (REAL is single precision there; times need double).
+_PG_SCHEMA = (_SCHEMA.replace(" REAL", " DOUBLE PRECISION").replace(" BLOB", " BYTEA")
+              .replace("    result TEXT\n", "    result TEXT,\n    owner TEXT,\n"
+                       "    lease DOUBLE PRECISION\n"))
 # Columns added since the first stores: (table, column, type), added where missing.
 _ADDED_COLUMNS = (("snapshots", "restart", "INTEGER"), ("snapshots", "done", "INTEGER"),
                   ("datasets", "used", "REAL"), ("sweeps", "owner", "TEXT"),
-                  ("sweeps", "error", "TEXT"), ("sweeps", "started", "REAL"))
+                  ("sweeps", "error", "TEXT"), ("sweeps", "started", "REAL"),
+                  ("jobs", "owner", "TEXT"), ("jobs", "lease", "REAL"))
 
 
 class StoreError(RuntimeError):
@@ -115,6 +153,14 @@ class StoreError(RuntimeError):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class QueueFull(Exception):
+    """create_job refused: `waiting` jobs are queued, the cap it was given."""
+
+    def __init__(self, waiting: int):
+        super().__init__(f"{waiting} runs are waiting")
+        self.waiting = waiting
 
 
 class StoreInUse(StoreError):
@@ -132,14 +178,41 @@ def _store_error(exc: sqlite3.Error) -> StoreError:
     return StoreError(StoreError.OTHER, f"the result store failed: {str(exc)[:200]}")
 
 
+def _pg_store_error(exc: Exception) -> StoreError:
+    import psycopg
+
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return StoreError(StoreError.FULL, "the result store's disk is full; results cannot "
+                                           "be saved until the operator frees space")
+    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+        return StoreError(StoreError.BUSY, "the result store is busy (another process holds "
+                                           "its lock); retrying")
+    if isinstance(exc, psycopg.OperationalError) or type(exc).__name__ == "PoolTimeout":
+        return StoreError(StoreError.BUSY, "the result store's database server does not "
+                                           "answer; retrying")
+    first = (str(exc).splitlines() or [""])[0]
+    return StoreError(StoreError.OTHER, f"the result store failed: {first[:200]}")
+
+
+def _is_pg_error(exc: Exception) -> bool:
+    module = type(exc).__module__
+    return module.startswith("psycopg")
+
+
 def _guarded(method):
-    """SQLite errors leave a Store method as one StoreError."""
+    """SQLite and PostgreSQL errors leave a Store method as one StoreError."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _is_pg_error(exc):
+                raise _pg_store_error(exc) from None
+            raise
     return wrapper
 
 
@@ -209,6 +282,18 @@ class SweepRecord:
 _JOB_COLUMNS = "hash, query, status, created, started, finished, pid, error, bounds, result"
 
 
+@dataclass(frozen=True)
+class RoomRecord:
+    """A presenter's room: the page and query its presenter shows now (seq increases with
+    every change), alive while its presenter is connected (the lease `alive` is renewed)."""
+
+    name: str
+    page: str
+    query: str
+    seq: int
+    alive: float
+
+
 def _job(row) -> JobRecord:
     return JobRecord(row[0], row[1], JobStatus(row[2]), *row[3:8],
                      *(json.loads(x) if x else None for x in row[8:]))
@@ -218,18 +303,46 @@ class Store:
     """A handle on the store: one per process, safe to share between its threads (each
     thread talks to SQLite through a connection of its own)."""
 
-    def __init__(self, data_dir: Path | str | None = None, busy_timeout: float = BUSY_TIMEOUT):
+    def __init__(self, data_dir: Path | str | None = None, busy_timeout: float = BUSY_TIMEOUT,
+                 url: str | None = None, pool_size: int = 16):
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / "dualviz.sqlite3"
         self.busy_timeout = busy_timeout
+        self.url = url if url is not None else os.environ.get(DATABASE_URL_ENV, "")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()  # guards the list, never held on SQLite
+        self._pg: _PgPool | None = None
+        if self.url:
+            if not self.url.startswith(("postgresql://", "postgres://")):
+                raise StoreError(StoreError.OTHER, f"${DATABASE_URL_ENV} must be a "
+                                 "postgresql:// URL (unset: the embedded SQLite store)")
+            try:
+                self._pg = _PgPool(self.url, busy_timeout, pool_size)
+                self._create_pg()
+            except Exception as exc:
+                if self._pg is not None:
+                    self._pg.close()
+                raise (_pg_store_error(exc) if _is_pg_error(exc) else exc) from None
+            return
         try:
             self._create()
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
+
+    @property
+    def shared(self) -> bool:
+        """On a database server that several replicas may share (PostgreSQL)."""
+        return self._pg is not None
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.shared else "sqlite"
+
+    def _create_pg(self) -> None:
+        with self._transaction() as db:  # replicas starting together create the tables once
+            db.execute(_PG_SCHEMA)
 
     def _create(self) -> None:
         db = self._db
@@ -244,7 +357,9 @@ class Store:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @property
-    def _db(self) -> sqlite3.Connection:
+    def _db(self):
+        if self._pg is not None:
+            return self._pg  # each statement on a pooled connection, autocommitted
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
@@ -257,6 +372,9 @@ class Store:
         return db
 
     def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            return
         with self._connections_lock:
             for db in self._connections:
                 with contextlib.suppress(sqlite3.Error):
@@ -268,7 +386,10 @@ class Store:
     def claim_server(self):
         """An exclusive lock on the data directory for this process (released when the
         process ends, even by kill -9). Returns the open lock file: keep it. Raises
-        StoreInUse, naming the holder, if another server has it."""
+        StoreInUse, naming the holder, if another server has it. A PostgreSQL store is
+        shared by design (replicas): nothing to claim."""
+        if self.shared:
+            return _NoLock()
         path = self.data_dir / "server.lock"
         handle = open(path, "a+")  # noqa: SIM115 - held for the life of the server
         try:
@@ -321,30 +442,43 @@ class Store:
 
     @_guarded
     def create_job(self, job_hash: str, query: str, *, running_in: int | None = None,
-                   replace: bool = False) -> bool:
+                   replace: bool = False, max_queued: int | None = None) -> bool:
         """A fresh queued job, unless one is stored that is still useful: only an absent job,
         or one in RERUNNABLE (or any, with `replace`), is (re)created, with its old snapshots
         dropped. Decided inside one transaction, so two sessions asking at once create it
         once. running_in: the pid of a process already computing it (a CLI sweep's driver):
-        the job is created running, so no job manager starts it a second time. Returns
-        whether a job was created."""
+        the job is created running, so no job manager starts it a second time. max_queued:
+        the cap on queued jobs, counted in the same transaction (raises QueueFull), so
+        sessions racing for the last place never overfill the queue. Returns whether a job
+        was created."""
         now = time.time()
         status, started = ((JobStatus.QUEUED, None) if running_in is None
                            else (JobStatus.RUNNING, now))
         with self._transaction() as db:
-            row = db.execute("SELECT status FROM jobs WHERE hash = ?", (job_hash,)).fetchone()
+            row = db.execute("SELECT status FROM jobs WHERE hash = ?" + self._for_update,
+                             (job_hash,)).fetchone()
             if row is not None and not replace and row[0] not in RERUNNABLE:
                 return False
+            if max_queued is not None:
+                (waiting,) = db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?",
+                                        (JobStatus.QUEUED,)).fetchone()
+                if waiting >= max_queued:
+                    raise QueueFull(waiting)
             db.execute("DELETE FROM snapshots WHERE hash = ?", (job_hash,))
-            db.execute("INSERT OR REPLACE INTO jobs (hash, query, status, created, started, pid) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO jobs (hash, query, status, created, started, pid) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET "
+                       "query = excluded.query, status = excluded.status, "
+                       "created = excluded.created, started = excluded.started, "
+                       "pid = excluded.pid, finished = NULL, error = NULL, bounds = NULL, "
+                       "result = NULL, owner = NULL, lease = NULL",
                        (job_hash, query, status, now, started, running_in))
         return True
 
     @_guarded
     def mark_running(self, job_hash: str, pid: int) -> None:
-        self._db.execute("UPDATE jobs SET status = 'running', started = ?, pid = ? "
-                         "WHERE hash = ? AND status = 'queued'", (time.time(), pid, job_hash))
+        self._db.execute("UPDATE jobs SET status = 'running', started = COALESCE(started, ?), "
+                         "pid = ? WHERE hash = ? AND status IN ('queued', 'running')",
+                         (time.time(), pid, job_hash))
 
     @_guarded
     def set_bounds(self, job_hash: str, bounds: dict[str, Any]) -> None:
@@ -388,7 +522,11 @@ class Store:
     def mark_interrupted(self) -> int:
         """After a server restart: queued jobs, and running ones whose process is gone, will
         never finish; nor will the sweeps it was running. A point of a CLI sweep whose driver
-        is still alive is left running."""
+        is still alive is left running. A shared store (replicas) marks nothing: another
+        replica may be running those jobs, and a job whose replica died is claimed again when
+        its lease expires (:meth:`claim`)."""
+        if self.shared:
+            return 0
         rows = self._db.execute("SELECT hash, status, pid FROM jobs "
                                 "WHERE status IN ('queued', 'running')").fetchall()
         dead = [(h,) for h, status, pid in rows if status == JobStatus.QUEUED or not pid_alive(pid)]
@@ -462,6 +600,8 @@ class Store:
     def size_bytes(self) -> int:
         """Bytes in use in the database file (its free pages excluded)."""
         db = self._db
+        if self.shared:
+            return db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * db.execute("PRAGMA page_size").fetchone()[0]
@@ -471,9 +611,9 @@ class Store:
         """Delete the snapshots of the oldest `fraction` of finished jobs that have any (the
         space is reused by new rows at once, even on a full disk). Returns the jobs thinned."""
         db = self._db
-        rows = db.execute("SELECT DISTINCT s.hash FROM snapshots s JOIN jobs j ON j.hash = "
-                          "s.hash WHERE j.status NOT IN ('queued', 'running') "
-                          "ORDER BY j.finished").fetchall()
+        rows = db.execute("SELECT s.hash FROM snapshots s JOIN jobs j ON j.hash = s.hash "
+                          "WHERE j.status NOT IN ('queued', 'running') GROUP BY s.hash "
+                          "ORDER BY MAX(j.finished)").fetchall()
         doomed = rows[:max(1, int(len(rows) * fraction))] if rows else []
         with self._transaction() as tx:
             tx.executemany("DELETE FROM snapshots WHERE hash = ?", doomed)
@@ -500,7 +640,8 @@ class Store:
                 done.append(f"deleted the upload {digest}")
             db.execute("DELETE FROM warm_starts WHERE updated < ?", (time.time() - 86400,))
         done.insert(0, f"store above {max_bytes / 2**20:.0f} MB: snapshots of old jobs deleted")
-        self._db.execute("PRAGMA incremental_vacuum")
+        if not self.shared:
+            self._db.execute("PRAGMA incremental_vacuum")
         return done
 
     # -- uploaded data ------------------------------------------------------------------------
@@ -538,8 +679,12 @@ class Store:
         """A sweep runs: started by a page session (owner: its watcher id; the server runs
         the points) or by a CLI driver (pid: that process runs them)."""
         now = time.time()
-        self._db.execute("INSERT OR REPLACE INTO sweeps (key, spec, pid, status, updated, "
-                         "owner, error, started) VALUES (?, ?, ?, 'running', ?, ?, NULL, ?)",
+        self._db.execute("INSERT INTO sweeps (key, spec, pid, status, updated, owner, error, "
+                         "started) VALUES (?, ?, ?, 'running', ?, ?, NULL, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, "
+                         "pid = excluded.pid, status = excluded.status, "
+                         "updated = excluded.updated, owner = excluded.owner, error = NULL, "
+                         "started = excluded.started",
                          (key, json.dumps(spec), pid, now, owner, now))
 
     @_guarded
@@ -573,8 +718,10 @@ class Store:
     @_guarded
     def save_warm_start(self, digest: str, columns: list) -> None:
         """The active columns of the latest solve on the data named `digest` (replaced)."""
-        self._db.execute("INSERT OR REPLACE INTO warm_starts (digest, columns, updated) "
-                         "VALUES (?, ?, ?)", (digest, json.dumps(columns), time.time()))
+        self._db.execute("INSERT INTO warm_starts (digest, columns, updated) VALUES (?, ?, ?) "
+                         "ON CONFLICT (digest) DO UPDATE SET columns = excluded.columns, "
+                         "updated = excluded.updated",
+                         (digest, json.dumps(columns), time.time()))
 
     @_guarded
     def warm_start(self, digest: str) -> list | None:
@@ -582,9 +729,274 @@ class Store:
                                (digest,)).fetchone()
         return None if row is None else json.loads(row[0])
 
+    # -- replicas: claiming jobs, leases, who watches what -------------------------------------
+    @_guarded
+    def claim(self, owner: str, count: int, lease: float,
+              watched_within: float | None = None) -> list[JobRecord]:
+        """Up to `count` jobs for `owner` to run, claimed atomically (two replicas never claim
+        one job): queued ones, oldest first, and running ones whose lease expired (their
+        replica died: what they stored is dropped and they start afresh; `created` moves, so
+        live streams start again). With `watched_within`, only jobs some session watched in
+        the last so many seconds (:meth:`watch`): nobody computes what nobody looks at."""
+        if count <= 0:
+            return []
+        now = time.time()
+        watched = ""
+        params: list[Any] = [now, owner]
+        if watched_within is not None:
+            watched = (" AND EXISTS (SELECT 1 FROM watches w WHERE w.hash = jobs.hash "
+                       "AND w.seen > ?)")
+            params.append(now - watched_within)
+        params.append(count)
+        skip = " FOR UPDATE SKIP LOCKED" if self.shared else ""
+        claimed = []
+        with self._transaction(lock=False) as db:
+            rows = db.execute(
+                "SELECT hash, status FROM jobs WHERE (status = 'queued' OR (status = 'running' "
+                "AND lease IS NOT NULL AND lease < ? AND owner <> ?))" + watched +
+                " ORDER BY created LIMIT ?" + skip, params).fetchall()
+            for job_hash, status in rows:
+                if status == JobStatus.RUNNING:
+                    db.execute("DELETE FROM snapshots WHERE hash = ?", (job_hash,))
+                db.execute("UPDATE jobs SET status = 'running', owner = ?, lease = ?, "
+                           "started = ?, pid = NULL, bounds = CASE WHEN status = 'running' "
+                           "THEN NULL ELSE bounds END, created = CASE WHEN status = "
+                           "'running' THEN ? ELSE created END WHERE hash = ?",
+                           (owner, now + lease, now, now, job_hash))
+                claimed.append(job_hash)
+        return [self.job(h) for h in claimed]
+
+    @_guarded
+    def lease_of(self, job_hash: str) -> tuple[str | None, float | None]:
+        """(owner, lease expiry) of a job: (None, None) unless a job manager claimed it."""
+        row = self._db.execute("SELECT owner, lease FROM jobs WHERE hash = ?",
+                               (job_hash,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    @_guarded
+    def claim_job(self, job_hash: str, owner: str, lease: float) -> bool:
+        """Claim one queued job for `owner` (a sweep's point); False if another took it."""
+        now = time.time()
+        cursor = self._db.execute("UPDATE jobs SET status = 'running', owner = ?, lease = ?, "
+                                  "started = ? WHERE hash = ? AND status = 'queued'",
+                                  (owner, now + lease, now, job_hash))
+        return cursor.rowcount > 0
+
+    @_guarded
+    def renew(self, owner: str, hashes: Iterable[str], lease: float) -> set[str]:
+        """Extend `owner`'s leases on these running jobs; returns those it still holds (a job
+        taken from it, run again or ended elsewhere is not among them)."""
+        hashes = list(dict.fromkeys(hashes))
+        if not hashes:
+            return set()
+        now = time.time()
+        marks = ",".join("?" * len(hashes))
+        with self._transaction(lock=False) as db:
+            db.execute(f"UPDATE jobs SET lease = ? WHERE owner = ? AND status = 'running' "
+                       f"AND hash IN ({marks})", (now + lease, owner, *hashes))
+            rows = db.execute(f"SELECT hash FROM jobs WHERE owner = ? AND status = 'running' "
+                              f"AND hash IN ({marks})", (owner, *hashes)).fetchall()
+        return {row[0] for row in rows}
+
+    @_guarded
+    def watch(self, replica: str, hashes: Iterable[str]) -> None:
+        """Sessions of `replica` watch these jobs now (refreshed while they do)."""
+        now = time.time()
+        rows = [(h, replica, now) for h in dict.fromkeys(hashes)]
+        if rows:
+            self._db.executemany("INSERT INTO watches (hash, replica, seen) VALUES (?, ?, ?) "
+                                 "ON CONFLICT (hash, replica) DO UPDATE SET seen = excluded.seen",
+                                 rows)
+
+    @_guarded
+    def unwatch(self, replica: str, hashes: Iterable[str] | None = None) -> None:
+        """No session of `replica` watches these jobs (all of them, with None) any more."""
+        if hashes is None:
+            self._db.execute("DELETE FROM watches WHERE replica = ?", (replica,))
+            return
+        rows = [(h, replica) for h in dict.fromkeys(hashes)]
+        if rows:
+            self._db.executemany("DELETE FROM watches WHERE hash = ? AND replica = ?", rows)
+
+    @_guarded
+    def watched_elsewhere(self, job_hash: str, replica: str, within: float) -> bool:
+        """A session of another replica watched this job in the last `within` seconds."""
+        return self._db.execute("SELECT 1 FROM watches WHERE hash = ? AND replica <> ? AND "
+                                "seen > ?", (job_hash, replica, time.time() - within)
+                                ).fetchone() is not None
+
+    @_guarded
+    def forget_watches(self, older_than: float) -> None:
+        self._db.execute("DELETE FROM watches WHERE seen < ?", (time.time() - older_than,))
+        self._db.execute("DELETE FROM room_followers WHERE seen < ?",
+                         (time.time() - older_than,))
+        self._db.execute("DELETE FROM rooms WHERE alive < ?", (time.time() - older_than,))
+
+    # -- rooms: a presenter's current view, followed by others ---------------------------------
+    @_guarded
+    def open_room(self, name: str, key: str, page: str, query: str, alive_for: float,
+                  max_rooms: int) -> str | None:
+        """Open (or take again, with the same key) the room `name` showing page?query; None,
+        or why not: another presenter holds it, or max_rooms rooms are open."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT key, alive FROM rooms WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[1] >= now and row[0] != key:
+                return "another presenter holds this room: choose another name"
+            if row is None or row[1] < now:
+                (count,) = db.execute("SELECT COUNT(*) FROM rooms WHERE alive >= ? AND "
+                                      "name <> ?", (now, name)).fetchone()
+                if count >= max_rooms:
+                    return (f"{count} rooms are open on this server (the cap is {max_rooms}, "
+                            "$DUALVIZ_MAX_ROOMS): try again when one has closed")
+            db.execute("INSERT INTO rooms (name, key, page, query, seq, alive, created) VALUES "
+                       "(?, ?, ?, ?, 0, ?, ?) ON CONFLICT (name) DO UPDATE SET key = "
+                       "excluded.key, page = excluded.page, query = excluded.query, "
+                       "seq = rooms.seq + 1, alive = excluded.alive",
+                       (name, key, page, query, now + alive_for, now))
+        return None
+
+    @_guarded
+    def publish(self, name: str, key: str, page: str, query: str) -> bool:
+        """The presenter of `name` now shows page?query (no change: nothing written)."""
+        cursor = self._db.execute("UPDATE rooms SET page = ?, query = ?, seq = seq + 1 "
+                                  "WHERE name = ? AND key = ? AND (page <> ? OR query <> ?)",
+                                  (page, query, name, key, page, query))
+        return cursor.rowcount > 0
+
+    @_guarded
+    def renew_room(self, name: str, key: str, alive_for: float) -> bool:
+        """The presenter is still connected; False if the room is not theirs (any more)."""
+        cursor = self._db.execute("UPDATE rooms SET alive = ? WHERE name = ? AND key = ?",
+                                  (time.time() + alive_for, name, key))
+        return cursor.rowcount > 0
+
+    @_guarded
+    def close_room(self, name: str, key: str) -> None:
+        self._db.execute("DELETE FROM rooms WHERE name = ? AND key = ?", (name, key))
+
+    @_guarded
+    def rooms(self, names: Iterable[str]) -> dict[str, RoomRecord]:
+        """The open rooms among `names` (a room whose presenter went away is not)."""
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        rows = self._db.execute(
+            f"SELECT name, page, query, seq, alive FROM rooms WHERE alive >= ? AND name IN "
+            f"({','.join('?' * len(names))})", (time.time(), *names)).fetchall()
+        return {row[0]: RoomRecord(*row) for row in rows}
+
+    def room(self, name: str) -> RoomRecord | None:
+        return self.rooms([name]).get(name)
+
+    @_guarded
+    def set_followers(self, replica: str, counts: dict[str, int]) -> None:
+        """How many followers each room has on `replica` (refreshed while they follow)."""
+        now = time.time()
+        rows = [(room, replica, count, now) for room, count in counts.items()]
+        if rows:
+            self._db.executemany("INSERT INTO room_followers (room, replica, followers, seen) "
+                                 "VALUES (?, ?, ?, ?) ON CONFLICT (room, replica) DO UPDATE "
+                                 "SET followers = excluded.followers, seen = excluded.seen",
+                                 rows)
+
+    @_guarded
+    def followers(self, room: str, within: float) -> int:
+        """Followers of `room` on every replica that reported in the last `within` seconds."""
+        (count,) = self._db.execute("SELECT COALESCE(SUM(followers), 0) FROM room_followers "
+                                    "WHERE room = ? AND seen > ?",
+                                    (room, time.time() - within)).fetchone()
+        return int(count)
+
     # -- helpers ------------------------------------------------------------------------------
-    def _transaction(self):
+    @property
+    def _for_update(self) -> str:
+        return " FOR UPDATE" if self.shared else ""
+
+    def _transaction(self, lock: bool = True):
+        """A write transaction: SQLite's BEGIN IMMEDIATE; on PostgreSQL a transaction on one
+        pooled connection holding the store's advisory lock (unless `lock` is False: then
+        the statements lock the rows they need themselves)."""
+        if self._pg is not None:
+            return self._pg.transaction(lock)
         return _Transaction(self._db)
+
+
+class _NoLock:
+    def close(self) -> None:
+        pass
+
+
+class _Rows:
+    """A statement's result read at once (its connection goes back to the pool)."""
+
+    def __init__(self, rows: list, rowcount: int):
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self):
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list:
+        return list(self._rows)
+
+    def __iter__(self):
+        return iter(self._rows)
+
+
+def _pg_sql(sql: str) -> str:
+    return sql.replace("?", "%s")  # no statement here has a literal ? or %
+
+
+class _PgSession:
+    """One PostgreSQL connection, spoken to like the sqlite3 connections above."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql: str, params=()) -> _Rows:
+        cursor = self.conn.execute(_pg_sql(sql), tuple(params) or None)
+        rows = cursor.fetchall() if cursor.description else []
+        return _Rows(rows, cursor.rowcount)
+
+    def executemany(self, sql: str, rows) -> _Rows:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_pg_sql(sql), list(rows))
+            return _Rows([], cursor.rowcount)
+
+
+class _PgPool:
+    """A PostgreSQL store's connections: a small pool; every statement autocommits unless it
+    is in a transaction()."""
+
+    def __init__(self, url: str, busy_timeout: float, size: int):
+        from psycopg_pool import ConnectionPool
+
+        lock_ms = max(1, int(busy_timeout * 1000))
+        self.pool = ConnectionPool(url, min_size=1, max_size=max(1, size), open=False,
+                                   timeout=max(10.0, 5 * busy_timeout),
+                                   kwargs={"autocommit": True,
+                                           "options": f"-c lock_timeout={lock_ms}"})
+        self.pool.open(wait=True, timeout=10.0)
+
+    def execute(self, sql: str, params=()) -> _Rows:
+        with self.pool.connection() as conn:
+            return _PgSession(conn).execute(sql, params)
+
+    def executemany(self, sql: str, rows) -> _Rows:
+        with self.pool.connection() as conn:
+            return _PgSession(conn).executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def transaction(self, lock: bool):
+        with self.pool.connection() as conn, conn.transaction():
+            if lock:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+            yield _PgSession(conn)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.pool.close(timeout=2.0)
 
 
 def uploaded_name(digest: str) -> str:

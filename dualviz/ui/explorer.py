@@ -18,6 +18,7 @@ from ..results import ACTIVE, FINAL, JobStatus, Snapshot
 from ..runner import known_at_once
 from ..service.jobs import JobView
 from ..service.store import StoreError
+from ..views import ROOM_KEYS
 from . import charts, live, state
 from .live_chart import Figure, Stream, live_panel
 
@@ -156,7 +157,8 @@ def _stream(label: str, view: JobView, cursor: int) -> Stream:
 
 def share_url(exp: Experiment) -> str:
     """This page's address with the experiment's full state (and the view keys) as query."""
-    view = {k: v for k, v in st.query_params.to_dict().items() if k in state.VIEW_KEYS}
+    view = {k: v for k, v in st.query_params.to_dict().items()
+            if k in state.VIEW_KEYS and k not in ROOM_KEYS}  # a room is not part of a run
     query = exp.to_query() + ("&" + urlencode(view) if view else "")
     parts = urlsplit(st.context.url or "")
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))

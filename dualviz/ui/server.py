@@ -7,6 +7,11 @@
 - ``GET /vendor/plotly.min.js``: Plotly.js from the installed plotly package (the app loads
   nothing from a CDN: it works on a lecture hall's Wi-Fi and offline).
 - ``GET /api/stats``: how many streams are open (the tests check that a closed tab's ends).
+- ``GET /api/rooms/{name}/events``: a follower's stream of a presenter's room
+  (dualviz.service.rooms): a ``view`` event at every change of the presenter's page or query.
+  ``GET /api/rooms/{name}/presence?key=K``: the presenter's, with K the room's own key (never
+  the operator's token); it keeps the room open and sends the follower count. Unknown rooms
+  (or a wrong key) are a 404, a process at its cap of streams answers 503.
 
 Every response carries ``Content-Security-Policy: frame-ancestors 'self'`` and
 ``X-Content-Type-Options: nosniff``: no other site can frame the pages. The job manager starts
@@ -27,7 +32,9 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .. import limits
+from ..service.rooms import Refused, RoomHub
 from ..service.stream import Broadcaster
+from ..views import ROOM_NAME
 from . import live
 from .live_chart import PLOTLY_URL
 from .serve import app_script
@@ -121,17 +128,56 @@ async def _stream(request):
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+_rooms: RoomHub | None = None
+_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def rooms() -> RoomHub:
+    global _rooms
+    if _rooms is None:
+        manager = live.manager()
+        _rooms = RoomHub(manager.store, manager.replica, limits.max_followers())
+    return _rooms
+
+
+def _event_stream(body) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _room_events(request):
+    name = request.path_params["name"]
+    if not ROOM_NAME.fullmatch(name):
+        return Response("no such room", status_code=404)
+    try:
+        return _event_stream(await rooms().follow(name, request.is_disconnected))
+    except Refused as refused:
+        return Response(str(refused), status_code=refused.status)
+
+
+async def _room_presence(request):
+    name, key = request.path_params["name"], request.query_params.get("key", "")
+    if not ROOM_NAME.fullmatch(name) or not _KEY.fullmatch(key):
+        return Response("no such room", status_code=404)
+    try:
+        return _event_stream(await rooms().presence(name, key, request.is_disconnected))
+    except Refused as refused:
+        return Response(str(refused), status_code=refused.status)
+
+
 async def _plotly_js(request):
     return FileResponse(PLOTLY_JS, media_type="text/javascript",
                         headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def _stats(request):
-    return JSONResponse(broadcaster().stats())
+    return JSONResponse({**broadcaster().stats(), **rooms().stats()})
 
 
 def build_app() -> st.App:
     return st.App(app_script(),
                   routes=[Route("/api/jobs/{job}/stream", _stream), Route("/api/stats", _stats),
-                          Route(PLOTLY_URL, _plotly_js)],
+                          Route(PLOTLY_URL, _plotly_js),
+                          Route("/api/rooms/{name}/events", _room_events),
+                          Route("/api/rooms/{name}/presence", _room_presence)],
                   middleware=[Middleware(SecurityHeaders)], lifespan=_lifespan)

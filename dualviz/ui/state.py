@@ -24,6 +24,7 @@ _APPLIED = "_dualviz_applied_query"  # the query string the widgets currently re
 _NOTES = "_dualviz_pending_notes"
 _TOUCHED = "_dualviz_touched"  # knobs the visitor changed since the last run
 _SHOWN_NOTES = "_dualviz_link_notes"  # (experiment hash, notes of the link that opened it)
+_URL_FIRST = "_dualviz_url_first"  # the next run's widgets follow the URL, whatever they say
 GROUP_TITLES = {"network": "Network", "regularization": "Objective and regularization",
                 "data": "Data", "solver": "Solver"}
 
@@ -72,6 +73,14 @@ def _write_url(exp: Experiment, keep: tuple[str, ...] = ()) -> None:
     st.query_params.from_dict({**own, **exp.to_params()})
 
 
+def url_first() -> None:
+    """In the next run the URL is the truth: the controls are reseeded from it, whatever
+    widget states the browser's request carried. A follower's page (its URL is the
+    presenter's view; a rerun request sent before the browser drew the move carries the old
+    widget values) and a follower detaching (it keeps the view it shows)."""
+    st.session_state[_URL_FIRST] = True
+
+
 def _touch(name: str) -> None:
     """on_change of a control: the visitor changed it (not a lost widget state)."""
     st.session_state.setdefault(_TOUCHED, set()).add(name)
@@ -114,6 +123,9 @@ def experiment_controls(view: View) -> tuple[Experiment, list[str]]:
     shown = set(view.offers or ()) - hidden
     if present:
         st.markdown(_PRESENTER_CSS, unsafe_allow_html=True)  # a constant: no user text
+    if st.session_state.pop(_URL_FIRST, False):
+        st.session_state.pop(_APPLIED, None)
+        st.session_state.pop(_TOUCHED, None)
     url_exp, url_notes = view.experiment(_url_values())
     url_notes = [n for n in url_notes if not n.startswith("ignored unknown setting")]
     link_notes = url_notes + st.session_state.pop(_NOTES, [])

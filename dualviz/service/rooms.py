@@ -1,0 +1,209 @@
+"""Rooms pushed to followers: one reader per process for every room it has followers of.
+
+A presenter's room is a row of the store (its current page and query, a sequence number that
+grows with each change, and a lease its presenter's connection renews: Store.open_room). A
+:class:`RoomHub` serves the two event streams of a room:
+
+- a follower's (``follow``): a ``view`` event with the room's sequence number, page and query
+  at once and at every change (a page then reruns and moves there), ``closed`` when the
+  presenter is gone. However many followers a process has, ONE task reads the rooms they
+  follow from the store (every POLL_SECONDS, one query for all rooms) and wakes their streams:
+  a follower costs an idle coroutine, never a query. Followers per room are reported to the
+  store (Store.set_followers) so the presenter sees the count over every replica.
+- the presenter's (``presence``): while it is open the room's lease is renewed; it sends the
+  number of followers. A room whose presenter's connection stopped lives ROOM_ALIVE seconds.
+
+Streams are bounded: each ends after STREAM_SECONDS (EventSource reconnects), a process serves
+at most `max_streams` of them, and a room is only ever created by a presenter (the store caps
+their number), so nothing a follower sends allocates per name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .store import Store, StoreError
+
+ROOM_ALIVE = 10.0  # seconds a room outlives its presenter's last renewal
+RENEW_SECONDS = 3.0
+POLL_SECONDS = 0.2  # how often the one reader looks at the followed rooms
+REPORT_SECONDS = 2.0  # how often followers' numbers are written to the store
+STREAM_SECONDS = 30.0
+PING_SECONDS = 10.0
+
+
+def event(name: str, data: dict) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class Refused(Exception):
+    """A stream not served: `status` is the HTTP status (404 no such room, 503 full)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Room:
+    name: str
+    seq: int | None  # None once closed
+    page: str = ""  # the presenter's page and query at seq
+    query: str = ""
+    followers: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class RoomHub:
+    """The rooms followed through this process, read by one task."""
+
+    def __init__(self, store: Store, replica: str, max_streams: int):
+        self.store = store
+        self.replica = replica
+        self.max_streams = max_streams
+        self.rooms: dict[str, _Room] = {}
+        self.streams = 0
+        self._task: asyncio.Task | None = None
+        self._reported: dict[str, int] = {}
+
+    def stats(self) -> dict:
+        return {"room_streams": self.streams,
+                "rooms": {n: r.followers for n, r in self.rooms.items()}}
+
+    def _admit(self) -> None:
+        if self.streams >= self.max_streams:
+            raise Refused(503, "this server follows as many rooms as it may "
+                               "($DUALVIZ_MAX_FOLLOWERS); retrying")
+
+    async def follow(self, name: str, is_disconnected: Callable[[], Awaitable[bool]]
+                     ) -> AsyncIterator[bytes]:
+        """A follower's stream of room `name`; raises Refused before the first byte. It ends
+        within a second of its follower leaving (a detached follower stops being counted)."""
+        self._admit()
+        room = self.rooms.get(name)
+        if room is None or room.seq is None:
+            record = await asyncio.to_thread(self.store.room, name)
+            if record is None:
+                raise Refused(404, "no such room")
+            room = self.rooms.setdefault(name, _Room(name, record.seq, record.page,
+                                                     record.query))
+            if room.seq is None:
+                room.seq, room.page, room.query = record.seq, record.page, record.query
+        self._ensure_reader()
+        return self._follow(room, is_disconnected)
+
+    async def _follow(self, room: _Room, is_disconnected: Callable[[], Awaitable[bool]]
+                      ) -> AsyncIterator[bytes]:
+        room.followers += 1
+        self.streams += 1
+        started = last_ping = time.monotonic()
+        sent = None
+        try:
+            yield b"retry: 1000\n\n"
+            while True:
+                waiting = room.changed
+                if room.seq is None:
+                    yield event("closed", {})
+                    return
+                if room.seq != sent:
+                    sent = room.seq
+                    yield event("view", {"seq": sent, "page": room.page, "query": room.query})
+                now = time.monotonic()
+                if now - started > STREAM_SECONDS or await is_disconnected():
+                    return
+                if now - last_ping > PING_SECONDS:
+                    yield b": ping\n\n"
+                    last_ping = now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiting.wait(), timeout=1.0)
+        finally:
+            room.followers -= 1
+            self.streams -= 1
+
+    def _ensure_reader(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._read_all())
+
+    async def _read_all(self) -> None:
+        last_report = 0.0
+        while self.rooms:
+            names = [n for n, r in self.rooms.items() if r.followers or r.seq is not None]
+            try:
+                records = await asyncio.to_thread(self.store.rooms, names)
+            except StoreError:
+                records = None  # busy: the next pass reads again
+            if records is not None:
+                for name in names:
+                    room = self.rooms[name]
+                    record = records.get(name)
+                    seq = None if record is None else record.seq
+                    if seq != room.seq:
+                        room.seq = seq
+                        if record is not None:
+                            room.page, room.query = record.page, record.query
+                        room.wake()
+                    if room.seq is None and not room.followers:
+                        del self.rooms[name]
+            now = time.monotonic()
+            if now - last_report > REPORT_SECONDS:
+                last_report = now
+                counts = {n: r.followers for n, r in self.rooms.items()}
+                counts.update({n: 0 for n in self._reported if n not in counts})
+                with contextlib.suppress(StoreError):
+                    await asyncio.to_thread(self.store.set_followers, self.replica, counts)
+                self._reported = {n: c for n, c in counts.items() if c}
+            await asyncio.sleep(POLL_SECONDS)
+        if self._reported:  # the last followers left: say so
+            with contextlib.suppress(StoreError):
+                await asyncio.to_thread(self.store.set_followers, self.replica,
+                                        dict.fromkeys(self._reported, 0))
+            self._reported = {}
+
+    async def presence(self, name: str, key: str,
+                       is_disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[bytes]:
+        """The presenter's stream: renews the room while open, sends the follower count;
+        raises Refused (404) unless `key` is the room's."""
+        self._admit()
+        if not await asyncio.to_thread(self.store.renew_room, name, key, ROOM_ALIVE):
+            raise Refused(404, "no such room")
+        return self._presence(name, key, is_disconnected)
+
+    async def _presence(self, name: str, key: str,
+                        is_disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[bytes]:
+        self.streams += 1
+        started = last_renew = time.monotonic()
+        sent = None
+        try:
+            yield b"retry: 1000\n\n"
+            while True:
+                now = time.monotonic()
+                if now - last_renew > RENEW_SECONDS:
+                    last_renew = now
+                    try:
+                        mine = await asyncio.to_thread(self.store.renew_room, name, key,
+                                                       ROOM_ALIVE)
+                    except StoreError:
+                        mine = True  # busy: the lease outlasts a few failed renewals
+                    if not mine:
+                        yield event("closed", {})
+                        return
+                with contextlib.suppress(StoreError):
+                    count = await asyncio.to_thread(self.store.followers, name,
+                                                    3 * REPORT_SECONDS)
+                    if count != sent:
+                        sent = count
+                        yield event("followers", {"count": count})
+                if now - started > STREAM_SECONDS or await is_disconnected():
+                    return
+                await asyncio.sleep(1.0)
+        finally:
+            self.streams -= 1
