@@ -32,33 +32,15 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np
 
 from dualviz.data import regression
 from dualviz.relu.bounds import THREE_LAYER_SECONDS
 from dualviz.relu.patterns import patterns, with_bias
 from dualviz.relu.three_layer import solve_three_layer
 from dualviz.relu.three_layer_cvxpy import three_layer_cvxpy
+from dualviz.relu.three_layer_instances import rand2d, rank_one_control, smooth1d
 
 CVXPY_MAX_VARIABLES = 250_000
-
-
-def smooth1d():
-    rng = np.random.default_rng(0)
-    x = np.sort(rng.uniform(-1, 1, 6))
-    return with_bias(x[:, None]), np.sin(2.5 * x) + 0.3 * x
-
-
-def rand2d():
-    rng = np.random.default_rng(3)
-    X0 = rng.standard_normal((6, 2))
-    return with_bias(X0), rng.standard_normal(6)
-
-
-def rank_one_control():
-    rng = np.random.default_rng(4)
-    x = np.sort(rng.uniform(-1, 1, 6))
-    return x[:, None], rng.standard_normal(6)
 
 
 def app_data(n: int, d: int, seed: int = 0):

@@ -21,26 +21,8 @@ from dualviz.relu.three_layer import (
     solve_three_layer,
 )
 from dualviz.relu.three_layer_cvxpy import three_layer_cvxpy
+from dualviz.relu.three_layer_instances import rand2d, rank_one_control, smooth1d
 from dualviz.results import SolveStatus
-
-
-def smooth1d():
-    rng = np.random.default_rng(0)
-    x = np.sort(rng.uniform(-1, 1, 6))
-    return with_bias(x[:, None]), np.sin(2.5 * x) + 0.3 * x
-
-
-def rand2d():
-    rng = np.random.default_rng(3)
-    X0 = rng.standard_normal((6, 2))
-    return with_bias(X0), rng.standard_normal(6)
-
-
-def rank_one_control():
-    rng = np.random.default_rng(4)
-    x = np.sort(rng.uniform(-1, 1, 6))
-    return x[:, None], rng.standard_normal(6)
-
 
 # (instance, beta, DESIGN value, DESIGN's first-layer pattern count, zero pattern included)
 DESIGN = [
