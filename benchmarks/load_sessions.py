@@ -482,9 +482,11 @@ async def run_session(browser: Any, session: Session, deadline: float,
 
 
 # -- sessions as the Streamlit protocol (no browser): what the server alone costs ------------
-async def sse_events(base: str, url: str, after: int) -> Any:
+async def sse_events(base: str, url: str, after: int,
+                     headers: dict[str, str] | None = None) -> Any:
     """The (event, data, id) of one Server-Sent Events response, read with asyncio streams
-    (HTTP/1.1, chunked), as a browser's EventSource does; ends with the response."""
+    (HTTP/1.1, chunked), as a browser's EventSource does; ends with the response. `headers`
+    are sent too (e.g. a proxy's sticky cookie)."""
     parts = urlsplit(base)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
@@ -492,7 +494,8 @@ async def sse_events(base: str, url: str, after: int) -> Any:
         path = f"{target.path}?{target.query}" if target.query else target.path
         writer.write((f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                       f"Accept: text/event-stream\r\nLast-Event-ID: {after}\r\n"
-                      "Connection: close\r\n\r\n").encode())
+                      + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+                      + "Connection: close\r\n\r\n").encode())
         await writer.drain()
         status = await reader.readline()
         if b" 200 " not in status:
@@ -524,13 +527,13 @@ async def sse_events(base: str, url: str, after: int) -> Any:
 
 
 async def follow_stream(session: Session, base: str, url: str, cursor: int,
-                        ended: dict[str, dict]) -> None:
+                        ended: dict[str, dict], headers: dict[str, str] | None = None) -> None:
     """Follow one job's stream to its end, reconnecting after each 30 s stream as
     EventSource does (from the last batch received): the push channel as the page uses it."""
     job = url.split("/api/jobs/")[1].split("/")[0]
     while time.time() - session.started_wall < 3600:
         try:
-            async for event, data, event_id in sse_events(base, url, cursor):
+            async for event, data, event_id in sse_events(base, url, cursor, headers):
                 now = time.time() - session.started_wall
                 if event == "batch":
                     cursor = event_id if event_id is not None else cursor
@@ -545,6 +548,32 @@ async def follow_stream(session: Session, base: str, url: str, cursor: int,
         except (OSError, RuntimeError, asyncio.IncompleteReadError) as exc:
             session.stream_errors.append(f"{type(exc).__name__}: {exc}"[:200])
             await asyncio.sleep(1.0)
+
+
+def rerun_request(query: str, page_name: str) -> bytes:
+    """A BackMsg asking for a run of `page_name` with `query`, as the frontend sends it."""
+    message = BackMsg()
+    message.rerun_script.query_string = query
+    message.rerun_script.page_name = page_name
+    return message.SerializeToString()
+
+
+def live_panel(message: ForwardMsg) -> dict[str, Any] | None:
+    """The data of the live panel (the dualviz_live component) a ForwardMsg draws, else None."""
+    if message.WhichOneof("type") != "delta" or \
+            message.delta.WhichOneof("type") != "new_element":
+        return None
+    element = message.delta.new_element
+    if element.WhichOneof("type") != "bidi_component" or \
+            not element.bidi_component.component_name.endswith("dualviz_live"):
+        return None
+    return json.loads(element.bidi_component.json)
+
+
+def panel_caption(data: dict[str, Any]) -> str:
+    """The live panel's caption as the page shows it (parse_caption reads it)."""
+    return " · ".join([f"{s['label']}: {s['status']}" for s in data["streams"]]
+                      + [f"experiment {data['experiment']}"])
 
 
 async def run_session_ws(session: Session, deadline: float) -> Session:
@@ -564,10 +593,7 @@ async def run_session_ws(session: Session, deadline: float) -> Session:
     ended: dict[str, dict] = {}
 
     def request() -> bytes:
-        message = BackMsg()
-        message.rerun_script.query_string = query
-        message.rerun_script.page_name = page_name
-        return message.SerializeToString()
+        return rerun_request(query, page_name)
 
     try:
         async with websockets.connect(base.replace("http", "ws", 1) + "/_stcore/stream",
@@ -599,12 +625,10 @@ async def run_session_ws(session: Session, deadline: float) -> Session:
                     session.queries.append([now * 1000, "?" + query])
                 elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
                     element = message.delta.new_element
-                    which = element.WhichOneof("type")
-                    if which == "exception":
+                    data = live_panel(message)
+                    if element.WhichOneof("type") == "exception":
                         session.exceptions.append(element.exception.message[:300])
-                    elif which == "bidi_component" and \
-                            element.bidi_component.component_name.endswith("dualviz_live"):
-                        data = json.loads(element.bidi_component.json)
+                    elif data is not None:
                         if session.first_figure_s is None and data["figures"]:
                             session.first_figure_s = now
                         if session.first_point_s is None and any(
@@ -613,9 +637,7 @@ async def run_session_ws(session: Session, deadline: float) -> Session:
                                     for y in t.get("y") or [])
                                 for f in data["figures"]):
                             session.first_point_s = now
-                        session.caption = " · ".join(
-                            [f"{s['label']}: {s['status']}" for s in data["streams"]]
-                            + [f"experiment {data['experiment']}"])
+                        session.caption = panel_caption(data)
                         caption = parse_caption(session.caption)
                         if caption is not None:
                             session.shown_hash = caption.hash

@@ -30,6 +30,10 @@ from dataclasses import dataclass, field
 from .store import Store, StoreError
 
 ROOM_ALIVE = 10.0  # seconds a room outlives its presenter's last renewal
+# seconds a followed room may look closed (its lease lapsed) before its followers are told:
+# under load a presenter's renewal can be late (300 followers on 2 cores: a replica's reader
+# saw a live presenter's room lapse, and its 147 followers were closed for good)
+CLOSE_GRACE = 10.0
 RENEW_SECONDS = 3.0
 POLL_SECONDS = 0.2  # how often the one reader looks at the followed rooms
 REPORT_SECONDS = 2.0  # how often followers' numbers are written to the store
@@ -56,6 +60,7 @@ class _Room:
     page: str = ""  # the presenter's page and query at seq
     query: str = ""
     followers: int = 0
+    missing_since: float | None = None  # the store stopped listing it (monotonic time)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
@@ -142,9 +147,16 @@ class RoomHub:
             except StoreError:
                 records = None  # busy: the next pass reads again
             if records is not None:
+                now = time.monotonic()
                 for name in names:
                     room = self.rooms[name]
                     record = records.get(name)
+                    if record is None and room.seq is not None:
+                        # lapsed: closed only if its presenter does not renew it in time
+                        room.missing_since = room.missing_since or now
+                        if now - room.missing_since < CLOSE_GRACE:
+                            continue
+                    room.missing_since = None
                     seq = None if record is None else record.seq
                     if seq != room.seq:
                         room.seq = seq
