@@ -223,7 +223,7 @@ def test_streams_beyond_the_servers_cap_are_refused_and_the_page_catches_up(tmp_
     """DUALVIZ_MAX_STREAMS=2: while one tab's two streams are open a third is refused with
     503; a second tab on the same run is refused at first, asks again, and still ends with the
     final result (nothing else would rerun it)."""
-    exp = RUN.replace(seed=31)[0]
+    exp = RUN.replace(seed=31, restarts=1)[0]  # runs long enough to hold both streams
     with streamlit_server(tmp_path, extra_env={"DUALVIZ_MAX_STREAMS": "2"}) as server:
         first = browser.new_page(viewport=VIEWPORT)
         first.goto(explorer_url(server.url, exp.to_query()))
