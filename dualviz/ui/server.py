@@ -123,9 +123,7 @@ async def _stream(request):
             after = max(after, min(int(text), 2**62))
     watcher = request.query_params.get("watcher", "")
     watcher = watcher if _WATCHER.fullmatch(watcher) else None
-    body = broadcaster().subscribe(feed, after, watcher, request.is_disconnected)
-    return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _event_stream(broadcaster().subscribe(feed, after, watcher, request.is_disconnected))
 
 
 _rooms: RoomHub | None = None
