@@ -9,10 +9,9 @@ chromium through Playwright, then, for each repetition:
 2. moves the "Depth L" slider one step right with the keyboard and, with a recorder inside the
    page that polls the DOM every 50 ms, measures
    (a) the time from the key press to the URL saying the new depth, to the status line naming
-       the new experiment, and to the first plotted snapshot of the new run (the objective
-       figure shows >= 1 point of it);
-   (b) the distinct redraws of the objective figure per second while the job runs (from its
-       first plotted snapshot to the status line saying done), against the snapshots per second
+       the new experiment, and to the first solid (feasible) point of the new run;
+   (b) from the live chart's draw counter: the first draw that plotted a point of the new run
+       and the draws per second from it to the run's last draw, against the snapshots per second
        the job wrote (rows of ``snapshots`` in ``$DUALVIZ_DATA_DIR/dualviz.sqlite3`` for the
        experiment hash shown in the caption, over the span of their training times);
 3. waits for the parallel counterpart job to finish too, so the next repetition starts idle.
@@ -66,10 +65,12 @@ TRACE_JS = r"""
   const Native = window.EventSource;
   window.EventSource = function (url, options) {
     const source = new Native(url, options);
-    const entry = { url: String(url), created: Date.now(), firstBatch: null };
+    const entry = { url: String(url), created: Date.now(), firstBatch: null, batches: [] };
     log.push(entry);
     source.addEventListener("batch", () => {
-      if (entry.firstBatch === null) entry.firstBatch = Date.now();
+      const now = Date.now();
+      if (entry.firstBatch === null) entry.firstBatch = now;
+      entry.batches.push(now);
     });
     return source;
   };
@@ -80,7 +81,11 @@ TRACE_JS = r"""
     const el = document.querySelector('.dv-fig-objective_figure');
     const n = el && el.dataset.draws ? +el.dataset.draws : 0;
     if (el !== last || n !== (draws.length ? draws[draws.length - 1].n : -1)) {
-      draws.push({ t: Date.now(), n, fresh: el !== last });
+      // Plotted points of every restart's series (faded, solid, P - D, residual).
+      const points = el && el.data ? el.data.filter((t) => t.meta && t.meta.restart !== undefined)
+        .reduce((k, t) => k + (t.y || []).filter((y) => y !== null).length, 0) : 0;
+      const ms = el && el.dataset.drawMs ? +el.dataset.drawMs : 0;
+      draws.push({ t: Date.now(), n, points, ms, fresh: el !== last });
       last = el;
     }
     requestAnimationFrame(sample);
@@ -105,9 +110,11 @@ class Measurement:
     status_updates: int  # distinct status lines ("running for ...") shown in the same window
     to_stream_ms: float | None  # key press -> the page opened the new job's event stream
     to_batch_ms: float | None  # key press -> that stream delivered its first batch
-    frames_first_ms: float | None  # key press -> first draw of the new run, by the draw counter
-    frame_draws: int  # draws of the new run's figure (the counter), first draw .. done
-    frame_window_s: float
+    batch_rate: float | None  # batches per second that stream delivered (first .. last)
+    frames_first_ms: float | None  # key press -> first draw that plotted a point (the counter)
+    frame_draws: int  # draws of the new run's figure after that one, up to its last draw
+    frame_window_s: float  # from the first to the last draw
+    draw_ms: float | None  # mean time in Plotly per draw of the objective figure
 
     @property
     def frame_rate(self) -> float | None:
@@ -212,29 +219,32 @@ def measure(page: Any, server_url: str, db_path: Path, base: Experiment) -> Meas
 
 
 def frame_counts(page: Any, job_hash: str, pressed: float, done_at: float | None) -> dict:
-    """From TRACE_JS's logs: when the new job's stream opened and first delivered, and the
-    draws of the new run's objective figure (the figure element that drew the most between
-    the key press and the status saying done)."""
+    """From TRACE_JS's logs: when the new job's stream opened and first delivered, the batches
+    it delivered per second, and the draws of the new run's objective figure (the figure
+    element that drew the most between the key press and the status saying done): the first
+    draw that plotted a point, and draws per second from that draw to the run's last draw."""
     streams = [s for s in page.evaluate("() => window.__dvStreams || []")
                if f"/api/jobs/{job_hash}/stream" in s["url"] and s["created"] >= pressed]
     to_stream = min((s["created"] for s in streams), default=None)
-    batches = [s["firstBatch"] for s in streams if s["firstBatch"] is not None]
-    to_batch = min(batches, default=None)
+    batches = sorted(t for s in streams for t in s["batches"])
     end = done_at if done_at is not None else float("inf")
     segments: list[list[dict]] = []
     for entry in page.evaluate("() => window.__dvDraws || []"):
         if entry["fresh"] or not segments:
             segments.append([])
-        if pressed <= entry["t"] <= end and entry["n"] > 0:
+        if pressed <= entry["t"] <= end and entry["n"] > 0 and entry["points"] > 0:
             segments[-1].append(entry)
     best = max(segments, key=lambda seg: seg[-1]["n"] - seg[0]["n"] if seg else -1,
                default=[])
-    draws = best[-1]["n"] - best[0]["n"] + 1 if best else 0
-    window = (end if done_at is not None else best[-1]["t"]) - best[0]["t"] if best else 0.0
+    batch_span = (batches[-1] - batches[0]) / 1000 if len(batches) > 1 else 0.0
     return {"to_stream_ms": None if to_stream is None else to_stream - pressed,
-            "to_batch_ms": None if to_batch is None else to_batch - pressed,
+            "to_batch_ms": batches[0] - pressed if batches else None,
+            "batch_rate": (len(batches) - 1) / batch_span if batch_span > 0 else None,
             "frames_first_ms": best[0]["t"] - pressed if best else None,
-            "frame_draws": draws, "frame_window_s": window / 1000}
+            "frame_draws": best[-1]["n"] - best[0]["n"] if best else 0,
+            "draw_ms": ((best[-1]["ms"] - best[0]["ms"]) / (best[-1]["n"] - best[0]["n"])
+                        if best and best[-1]["n"] > best[0]["n"] else None),
+            "frame_window_s": (best[-1]["t"] - best[0]["t"]) / 1000 if best else 0.0}
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -251,15 +261,17 @@ COLUMNS = (
     ("job s", 6, lambda m: m.job_seconds, ".1f"),
     ("->URL ms", 9, lambda m: m.to_url_ms, ".0f"),
     ("->status ms", 12, lambda m: m.to_status_ms, ".0f"),
-    ("->1st point ms", 15, lambda m: m.to_first_point_ms, ".0f"),
+    ("->1st solid ms", 15, lambda m: m.to_first_point_ms, ".0f"),
     ("redraws", 8, lambda m: m.page_updates, "d"),
     ("redraw/s", 9, lambda m: m.page_rate, ".2f"),
     ("redraw gap ms", 14, lambda m: m.median_gap_ms, ".0f"),
     ("status/s", 9, lambda m: m.status_rate, ".2f"),
     ("->stream ms", 11, lambda m: m.to_stream_ms, ".0f"),
     ("->batch ms", 10, lambda m: m.to_batch_ms, ".0f"),
+    ("batches/s", 9, lambda m: m.batch_rate, ".1f"),
     ("->draw ms", 9, lambda m: m.frames_first_ms, ".0f"),
     ("draws/s", 8, lambda m: m.frame_rate, ".1f"),
+    ("ms/draw", 8, lambda m: m.draw_ms, ".1f"),
     ("snapshots", 10, lambda m: m.snapshots, "d"),
     ("written/s", 10, lambda m: m.written_rate, ".1f"),
 )
@@ -317,13 +329,16 @@ def main() -> None:
     if frame_rate and written_rate:
         print(f"\nthe page drew the new run's curve {frame_rate:.1f} times/s (its draw "
               f"counter) while the job wrote {written_rate:.1f} snapshots/s.")
-    print("\n->URL, ->status, ->1st point: from the key press on the slider to the URL showing "
-          "the new depth, to the status line naming the new experiment, to the first plotted "
-          "point of the new run (DOM recorder, polled every 50 ms). redraws, redraw/s, redraw "
-          "gap: distinct renders seen by that recorder (at most 20/s). ->stream, ->batch: the "
-          "page opened the new job's event stream, its first batch arrived. ->draw, draws/s: "
-          "the first draw of the new run and draws per second until the status said done, from "
-          "the live chart's own draw counter sampled every animation frame. written/s: stored "
+    print("\n->URL, ->status, ->1st solid: from the key press on the slider to the URL showing "
+          "the new depth, to the status line naming the new experiment, to the first solid "
+          "(feasible) point of the new run (DOM recorder, polled every 50 ms). redraws, "
+          "redraw/s, redraw gap: distinct renders seen by that recorder (at most 20/s). "
+          "->stream, ->batch, batches/s: the page opened the new job's event stream, its first "
+          "batch arrived, batches per second it delivered. ->draw, draws/s: the first draw that "
+          "plotted a point of the new run (any series: faded not-yet-feasible iterates count) "
+          "and draws per second from it to the run's last draw, from the live chart's own draw "
+          "counter (it counts Plotly calls) sampled every animation frame; ms/draw: the mean "
+          "time a draw of that figure spent in Plotly. written/s: stored "
           "snapshots over the span of their training times. status/s: distinct status lines "
           "per second over the redraw window.")
 

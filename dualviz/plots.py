@@ -289,6 +289,9 @@ def _figure(traces: list[dict], layout: dict, title: str, height: int,
     for name, axis in layout.items():
         if name.startswith(("xaxis", "yaxis")) and isinstance(axis, dict):
             axis.setdefault("automargin", True)
+            # Plotly's default ("hide past div") measures every tick label on every redraw:
+            # a quarter of a live figure's redraw. The margins above keep the labels inside.
+            axis.setdefault("ticklabeloverflow", "allow")
     if title:
         layout["title"] = {"text": title}
     return go.Figure({"data": traces, "layout": layout}, _validate=False)

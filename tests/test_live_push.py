@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -82,6 +83,25 @@ def test_the_curve_grows_in_the_browser_while_the_job_runs(server, page):
     points = [e["points"] for e in paints]
     assert points == sorted(points) and points[-1] > points[0]  # it grew, it never shrank
     assert not dialogs
+
+
+def test_the_dual_line_is_drawn_while_the_job_runs(server, page):
+    """A linear net's dual comes from its job (a CVXPY solve) after the page was drawn with
+    the closed form: the stream's state relayouts the figure, without a rerun."""
+    tab, _ = page
+    exp = RUN.replace(seed=17)[0]
+    tab.goto(explorer_url(server.url, exp.to_query()))
+    wait_for_state(tab, lambda s: running(exp)(s) and s.points > 3, 120, what="points drawn")
+    notes = tab.wait_for_function("""() => {
+      const gd = document.querySelector('.dv-fig-objective_figure');
+      const notes = (gd && gd.layout && gd.layout.annotations || []).map(a => a.text);
+      return notes.some(t => t.includes('(lower bound on P)')) && notes;
+    }""", timeout=30_000).json_value()
+    state = wait_for_state(tab, lambda s: True, 5, what="the page")
+    assert running(exp)(state), "the run ended before its dual line was drawn"
+    drawn = next(float(re.search(r"= (\S+) \(lower bound on P\)", note).group(1))
+                 for note in notes if "(lower bound on P)" in note)
+    assert drawn == pytest.approx(state.metric("D (lower bound"), rel=1e-3), (notes, state)
 
 
 def test_no_feasible_point_is_drawn_below_the_dual_on_the_parallel_preset(server, page):

@@ -62,6 +62,10 @@ function queue(root, figureId, update) {
     slot.y.push(...points.y);
   }
   Object.assign(pending.replace, update.replace || {});
+  if (!Object.keys(pending.extend).length && !Object.keys(pending.replace).length) {
+    delete dv.pending[figureId];  // nothing for this figure in the batch: no redraw
+    return;
+  }
   if (!dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
 }
 
@@ -69,24 +73,32 @@ function queue(root, figureId, update) {
 // redrawn at most this often; the objective curve, whose growth is the live view, gets every
 // frame. A figure costs a full Plotly redraw per call, and these would otherwise take most of
 // each frame on a slow laptop.
-const VECTOR_REDRAW_MS = 150;
+const VECTOR_REDRAW_MS = 250;
 
 function flush(root) {
   const dv = root.__dv;
   dv.frame = null;
   const now = performance.now();
   let waiting = false;
-  for (const [figureId, pending] of Object.entries(dv.pending)) {
+  let vectorDrawn = false;
+  // Growing curves first; then at most one whole-vector figure per frame (the one drawn
+  // longest ago), so that no frame holds several full redraws and the curves keep their pace.
+  const entries = Object.entries(dv.pending).map(([figureId, pending]) => {
     const spec = dv.figures[figureId];
+    return { figureId, pending, spec, onlyVectors: !Object.keys(pending.extend).length,
+             drawnAt: (spec && spec.drawnAt) || -Infinity };
+  }).sort((a, b) => (a.onlyVectors - b.onlyVectors) || (a.drawnAt - b.drawnAt));
+  for (const { figureId, pending, spec, onlyVectors } of entries) {
     const gd = spec && spec.gd;
     if (!gd || !gd.data) { delete dv.pending[figureId]; continue; }
-    const onlyVectors = !Object.keys(pending.extend).length;
-    if (onlyVectors && now - (spec.drawnAt || -Infinity) < VECTOR_REDRAW_MS) {
+    if (onlyVectors && (vectorDrawn || now - (spec.drawnAt || -Infinity) < VECTOR_REDRAW_MS)) {
       waiting = true;  // kept: the newest vectors are drawn on a later frame
       continue;
     }
+    if (onlyVectors) vectorDrawn = true;
     delete dv.pending[figureId];
     spec.drawnAt = now;
+    const began = performance.now();
     const indices = [], xs = [], ys = [];
     for (const slot of Object.values(pending.extend)) {
       let index = traceIndex(gd, slot.match);
@@ -108,7 +120,11 @@ function flush(root) {
       xs.push(slot.x);
       ys.push(slot.y);
     }
-    if (indices.length) Plotly.extendTraces(gd, { x: xs, y: ys }, indices);
+    let drawn = false;
+    if (indices.length) {
+      Plotly.extendTraces(gd, { x: xs, y: ys }, indices);
+      drawn = true;
+    }
     // Every replaced trace and every trace thinned, in one restyle: one redraw per figure.
     const restyle = new Map();  // trace index -> {x, y} or {z}
     for (const [role, value] of Object.entries(pending.replace)) {
@@ -140,9 +156,14 @@ function flush(root) {
       const attrs = key === "z" ? { z: items.map(([, u]) => u.z) }
         : { x: items.map(([, u]) => u.x), y: items.map(([, u]) => u.y) };
       Plotly.restyle(gd, attrs, items.map(([i]) => i));
+      drawn = true;
     }
+    if (!drawn) continue;
     dv.draws[figureId] = (dv.draws[figureId] || 0) + 1;
     gd.dataset.draws = String(dv.draws[figureId]);
+    // Milliseconds spent in Plotly for this figure so far: what a draw costs (benchmarks).
+    dv.drawMs[figureId] = (dv.drawMs[figureId] || 0) + performance.now() - began;
+    gd.dataset.drawMs = dv.drawMs[figureId].toFixed(1);
   }
   if (waiting && !dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
 }
@@ -181,8 +202,10 @@ function onState(root, streamIndex, state) {
   if (state.status === "done" && state.took !== undefined) stream.doneText = `done in ${state.took.toFixed(1)} s`;
   if (streamIndex === dv.data.featured) {
     renderMetrics(root, state.readout || {});
-    const spec = dv.figures.objective;
-    if (spec && spec.gd && state.layout) {
+    const spec = Object.values(dv.figures).find((f) => f.role === "objective");
+    const layout = state.layout && JSON.stringify(state.layout);
+    if (spec && spec.gd && layout && layout !== dv.layout) {  // a relayout is a redraw
+      dv.layout = layout;
       const font = (spec.figure.layout.font || {}).size || 15;
       const keep = (items, yref) => (spec.gd.layout[items] || []).filter((s) => s.yref !== yref);
       const notes = state.layout.annotations.map((a) => ({ ...a, font: { ...a.font, size: font - 1 } }));
@@ -242,7 +265,7 @@ export default function ({ data, parentElement, setTriggerValue }) {
   closeStreams(root);
   if (root.__dv && root.__dv.clock) clearInterval(root.__dv.clock);
   root.classList.toggle("dv-presenter", !!data.presenter);
-  root.__dv = { data, setTriggerValue, figures: {}, pending: {}, draws: {}, frame: null,
+  root.__dv = { data, setTriggerValue, figures: {}, pending: {}, draws: {}, drawMs: {}, frame: null,
                 streams: data.streams.map((s) => ({ initial: s.status, started: s.started,
                                                     doneText: s.done_text })) };
   const metrics = root.querySelector(".dv-metrics");
