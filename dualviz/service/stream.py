@@ -80,7 +80,8 @@ class Feed:
     last: dict[int, Snapshot] = field(default_factory=dict)  # the last snapshot per restart
     readout: explain.LiveReadout | None = None
     state: bytes = b""  # status, bounds and readout: what a page shows besides the curves
-    version: int = 0  # increases with every change of `state`
+    version: int = 0  # increases when `state` changes other than in its readout
+    _state_key: str = ""  # `state` without its readout (every batch carries the readout)
     subscribers: int = 0
     idle_since: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -117,8 +118,14 @@ class Feed:
                 self.last[snapshot.restart] = snapshot
             self.seq = last
         if changed:
-            self.state = sse("end" if self.final else "state", self._state())
-            self.version += 1
+            state = self._state()
+            self.state = sse("end" if self.final else "state", state)
+            key = json.dumps(_finite({**state, "readout": None, "seq": None}), sort_keys=True)
+            if key != self._state_key or self.final:
+                # A subscriber sends the state again only now: a batch alone does not make
+                # every page update its status and relayout its objective figure.
+                self._state_key = key
+                self.version += 1
         return changed
 
     def _batch(self, snapshots: list[Snapshot], before: dict[int, Snapshot],
@@ -187,6 +194,7 @@ class Broadcaster:
         self.touch = touch or (lambda watcher: None)
         self.feeds: dict[str, Feed] = {}
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.streams = 0  # open subscriber streams (for /api/stats and the tests)
 
     def stats(self) -> dict[str, Any]:
@@ -210,25 +218,36 @@ class Broadcaster:
 
     def _ensure_reader(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._read_all())
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._read_all())
 
     async def _read_all(self) -> None:
         while self.feeds:
-            now = time.monotonic()
+            began = now = time.monotonic()
             for job_hash, feed in list(self.feeds.items()):
                 if not feed.subscribers and now - feed.idle_since > IDLE_SECONDS:
                     del self.feeds[job_hash]
-                    continue
-                if feed.final and not feed.subscribers:
-                    continue
-                try:
-                    changed = await asyncio.to_thread(feed.read, self.store)
-                except StoreError:
-                    continue  # busy or full: the next pass reads again
-                if changed:
-                    feed.changed.set()
-                    feed.changed = asyncio.Event()
-            await asyncio.sleep(POLL_SECONDS)
+            live = [feed for feed in self.feeds.values()
+                    if feed.subscribers or not feed.final]
+            if live:
+                await asyncio.to_thread(self._read_feeds, live)
+            # A pass every POLL_SECONDS, however long the reads took (not a pause after them).
+            await asyncio.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - began)))
+
+    def _read_feeds(self, feeds: list[Feed]) -> None:
+        """One pass over the feeds in one thread hop (a thread's work: the store blocks)."""
+        for feed in feeds:
+            try:
+                changed = feed.read(self.store)
+            except StoreError:
+                continue  # busy or full: the next pass reads again
+            if changed:  # its subscribers send at once, while the next feed is read
+                self._loop.call_soon_threadsafe(self._wake, feed)
+
+    @staticmethod
+    def _wake(feed: Feed) -> None:
+        feed.changed.set()
+        feed.changed = asyncio.Event()
 
     async def subscribe(self, feed: Feed, cursor: int, watcher: str | None,
                         is_disconnected: Callable[[], Any]) -> AsyncIterator[bytes]:

@@ -25,7 +25,8 @@ from ..results import Bounds, JobStatus, Snapshot
 from ..runner import run
 from .store import Store, StoreError
 
-FLUSH_EVERY = 0.025  # seconds between snapshot writes: up to 40 batches per second
+FLUSH_EVERY = 0.015  # seconds between snapshot writes (the feeds read every 25 ms: a write
+# every 25 ms would alias with a snapshot every 24 ms into one write per 48 ms)
 MAX_PENDING_SNAPSHOTS = 2000  # kept in memory while the store refuses writes, then thinned
 SAVE_PATIENCE = 120.0  # seconds a finished job keeps trying to save its result
 SAVE_FAILED = 75  # exit code of a job that could not save its result (EX_TEMPFAIL)
