@@ -7,12 +7,13 @@ view, after it ran (its controls wrote the URL) a presenter publishes the view.
 
 import streamlit as st
 
-from dualviz.ui import rooms
+from dualviz.ui import rooms, state
 from dualviz.views import VIEWS
 
 page = st.navigation([st.Page(view.script, title=view.title, icon=view.icon,
                               url_path=view.url_path or None, default=not view.url_path)
                       for view in VIEWS])
+state.start_of_run(page.url_path)
 room = rooms.before_page(page)
 page.run()
 rooms.after_page(room, page)

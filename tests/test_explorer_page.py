@@ -56,6 +56,24 @@ def test_controls_write_the_url_and_start_the_changed_experiment():
     assert abs(metric(at, "Relative gap")) < 1e-4  # L = 2: no gap
 
 
+def test_a_rerun_request_with_an_older_url_of_this_session_keeps_the_change():
+    """A request the browser sent before it drew the latest URL (a job's end, a component's
+    trigger) carries the older address: the controls keep the visitor's change."""
+    at = open_page(SMALL.to_query())
+    at.slider(key="knob_depth").set_value(4).run()
+    assert at.query_params["depth"] == "4"
+    at.query_params["depth"] = str(SMALL.depth)  # the address before the change
+    at.run()
+    assert not at.exception, at.exception
+    assert (at.query_params["depth"], at.slider(key="knob_depth").value) == ("4", 4)
+    # Seconds later the same address is not in flight any more: it is followed.
+    at.session_state["_dualviz_applied_at"] = 0.0
+    at.query_params["depth"] = str(SMALL.depth)
+    at.run()
+    assert (at.query_params["depth"], at.slider(key="knob_depth").value) == \
+        (str(SMALL.depth), SMALL.depth)
+
+
 def test_out_of_range_link_values_are_clamped_with_a_visible_note():
     at = open_page("depth=99&beta=nan&iterations=50&restarts=1&foo=bar")
     warnings = " ".join(shown(w.value) for w in at.warning)

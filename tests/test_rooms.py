@@ -93,8 +93,6 @@ def test_the_presenter_opens_a_room_shown_as_a_qr_code_of_the_follow_link(tmp_pa
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
-@pytest.mark.xfail(strict=False, reason="quarantined, issue 19 open: failed 1 of 3 full runs "
-                   "(presenter and followers at depth 3 where the first step should give 4)")
 def test_a_presenter_and_two_followers_on_two_replicas(tmp_path, backend, request, browser):
     from playwright.sync_api import expect
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import streamlit as st
 
@@ -25,6 +28,11 @@ _NOTES = "_dualviz_pending_notes"
 _TOUCHED = "_dualviz_touched"  # knobs the visitor changed since the last run
 _SHOWN_NOTES = "_dualviz_link_notes"  # (experiment hash, notes of the link that opened it)
 _URL_FIRST = "_dualviz_url_first"  # the next run's widgets follow the URL, whatever they say
+_EARLIER = "_dualviz_earlier_queries"  # queries the widgets reflected before _APPLIED's
+EARLIER_KEPT = 20
+_APPLIED_AT = "_dualviz_applied_at"  # time.monotonic() when _APPLIED was set
+_PAGES = "_dualviz_run_pages"  # (page of the previous run, page of this run)
+STALE_SECONDS = 10.0  # a rerun request older than this is not in flight any more
 GROUP_TITLES = {"network": "Network", "regularization": "Objective and regularization",
                 "data": "Data", "solver": "Solver"}
 
@@ -71,6 +79,50 @@ def _write_url(exp: Experiment, keep: tuple[str, ...] = ()) -> None:
     """The experiment's keys, plus the page's own keys in `keep` (e.g. a sweep's axes)."""
     own = {k: v for k, v in _url_values().items() if k in keep}
     st.query_params.from_dict({**own, **exp.to_params()})
+
+
+def _remember(query: str) -> None:
+    earlier = [q for q in st.session_state.get(_EARLIER, []) if q != query]
+    st.session_state[_EARLIER] = [*earlier, query][-EARLIER_KEPT:]
+
+
+def _apply(query: str) -> None:
+    """The widgets reflect `query` now; the one they reflected before is kept as earlier."""
+    before = st.session_state.get(_APPLIED)
+    if before and before != query:
+        _remember(before)
+    st.session_state[_APPLIED] = query
+    st.session_state[_APPLIED_AT] = time.monotonic()
+
+
+def _forget_applied() -> None:
+    """The next run reseeds the widgets from the URL (the query they reflected is earlier)."""
+    before = st.session_state.pop(_APPLIED, None)
+    if before:
+        _remember(before)
+
+
+def start_of_run(page_path: str) -> None:
+    """Called by app.py as every run starts: which page the previous run showed."""
+    st.session_state[_PAGES] = (st.session_state.get(_PAGES, (None, None))[1], page_path)
+
+
+def _is_stale(url_query: str) -> bool:
+    """The run's URL is one this session showed before its latest, seconds ago, on this page:
+    a rerun request the browser sent before it drew the latest URL (a component's trigger,
+    the end of a job, a second quick change) carries the older address. Not a link: a page
+    link arrives from another page, and the browser's Back button is a history navigation;
+    both are followed."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    applied = st.session_state.get(_APPLIED)
+    previous_page, this_page = st.session_state.get(_PAGES, (None, None))
+    ctx = get_script_run_ctx()
+    return (applied is not None and url_query != applied
+            and url_query in st.session_state.get(_EARLIER, [])
+            and previous_page == this_page
+            and time.monotonic() - st.session_state.get(_APPLIED_AT, -math.inf) < STALE_SECONDS
+            and not getattr(ctx, "is_history_navigation", False))
 
 
 def url_first() -> None:
@@ -124,16 +176,18 @@ def experiment_controls(view: View) -> tuple[Experiment, list[str]]:
     if present:
         st.markdown(_PRESENTER_CSS, unsafe_allow_html=True)  # a constant: no user text
     if st.session_state.pop(_URL_FIRST, False):
-        st.session_state.pop(_APPLIED, None)
+        _forget_applied()
         st.session_state.pop(_TOUCHED, None)
     url_exp, url_notes = view.experiment(_url_values())
+    if _is_stale(url_exp.to_query()):  # the widgets keep their state; the URL is rewritten
+        url_exp, url_notes = view.experiment(dict(parse_qsl(st.session_state[_APPLIED])))
     url_notes = [n for n in url_notes if not n.startswith("ignored unknown setting")]
     link_notes = url_notes + st.session_state.pop(_NOTES, [])
     if st.session_state.get(_APPLIED) != url_exp.to_query():
         # A link was opened (or the URL edited): the widgets follow the URL.
         for knob in KNOBS:
             st.session_state[widget_key(knob)] = getattr(url_exp, knob.name)
-        st.session_state[_APPLIED] = url_exp.to_query()
+        _apply(url_exp.to_query())
     raw = url_exp.to_dict()
     touched = st.session_state.pop(_TOUCHED, set())
     stale = False
@@ -154,7 +208,7 @@ def experiment_controls(view: View) -> tuple[Experiment, list[str]]:
                     # The URL stays the truth: the widgets are reseeded from it.
                     stale = True
     if stale:
-        st.session_state.pop(_APPLIED, None)
+        _forget_applied()
         st.rerun()
     exp, clamp_notes = Experiment.from_values({**raw, **fixed})
     if {k: v for k, v in _url_values().items() if k not in keep} != exp.to_params():
@@ -163,9 +217,9 @@ def experiment_controls(view: View) -> tuple[Experiment, list[str]]:
             # The widgets show the unclamped values: rerun so they are reseeded from the URL.
             # ... and the link's own notes survive the rerun (the URL is clean by then).
             st.session_state[_NOTES] = url_notes + clamp_notes
-            st.session_state.pop(_APPLIED, None)
+            _forget_applied()
             st.rerun()
-        st.session_state[_APPLIED] = exp.to_query()
+        _apply(exp.to_query())
     # A link's notes stay while its experiment is shown (reruns, such as the redraw when a
     # job ends, would otherwise clear them within a second); a change of control ends them.
     if link_notes:
@@ -177,7 +231,7 @@ def experiment_controls(view: View) -> tuple[Experiment, list[str]]:
 def set_experiment(exp: Experiment) -> None:
     """Change the state from code (a button, an upload): URL first, widgets follow."""
     _write_url(exp)
-    st.session_state.pop(_APPLIED, None)
+    _forget_applied()
 
 
 def linked_controls(knobs: tuple[Knob, ...]) -> tuple[dict[str, Any], list[str]]:
