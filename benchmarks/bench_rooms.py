@@ -41,12 +41,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 import urllib.request
@@ -74,21 +72,12 @@ from playwright.async_api import async_playwright
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from dualviz.config import Experiment
-from dualviz.testing import CHROMIUM, EXPLORER_PATH, free_port, launch_chromium
+from dualviz.testing import CHROMIUM, EXPLORER_PATH, deploy_module, free_port, launch_chromium
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-rooms-presenter-token"
 ROOM = "bench-hall"
 START = Experiment(iterations=150, restarts=1)
-COOKIE = "dualviz_replica"
-
-
-def _deploy_module():
-    spec = importlib.util.spec_from_file_location("deploy_run", ROOT / "deploy" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+COOKIE = deploy_module().COOKIE
 
 
 # -- a follower -------------------------------------------------------------------------------
@@ -345,7 +334,7 @@ def main() -> None:
                         help="seconds between the followers' arrival and a change (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     args = parser.parse_args()
-    deploy = _deploy_module()
+    deploy = deploy_module()
     from dualviz.service import pgcluster
 
     reason = pgcluster.missing_reason()

@@ -27,12 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dualviz.__main__ import ranged_int
 from dualviz.service import pgcluster
 from dualviz.service.store import DATABASE_URL_ENV
 from dualviz.testing import Server, streamlit_server
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 COOKIE = "dualviz_replica"
+MAX_REPLICAS = 16  # each is a Streamlit server and a job launcher: a machine's worth
 
 HAPROXY_CFG = """\
 global
@@ -127,8 +129,10 @@ def deployment(port: int = 8500, replicas: int = 2, folder: Path | None = None,
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8500, help="the proxy's port (8500)")
-    parser.add_argument("--replicas", type=int, default=2, help="dualviz servers (2)")
+    parser.add_argument("--port", type=ranged_int(1, 65535, "a port number"), default=8500,
+                        help="the proxy's port (8500)")
+    parser.add_argument("--replicas", type=ranged_int(1, MAX_REPLICAS), default=2,
+                        help=f"dualviz servers (2; at most {MAX_REPLICAS})")
     args = parser.parse_args(argv)
     reason = pgcluster.missing_reason()
     if reason or not Path(HAPROXY).exists():

@@ -100,14 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is outside [1, 65535]")
-    return port
+def ranged_int(low: int, high: int, what: str = "a whole number"):
+    """An argparse type: an integer in [low, high], else argparse exits 2 naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {high}]")
+        return value
+    return parse
+
+
+_port = ranged_int(1, 65535, "a port number")
 
 
 def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, Dataset | None, list[str]]:

@@ -105,6 +105,21 @@ _RECORDED_JS = """() => {
 
 
 # -- the server ---------------------------------------------------------------------------------
+def deploy_module() -> Any:
+    """deploy/run.py (`make deploy`: PostgreSQL, replicas, haproxy), loaded from its file: it
+    is a script of the checkout, not part of the package."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("deploy_run", ROOT / "deploy" / "run.py")
+    if spec.name in sys.modules:
+        return sys.modules[spec.name]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,8 +13,8 @@ grows with each change, and a lease its presenter's connection renews: Store.ope
 - the presenter's (``presence``): while it is open the room's lease is renewed; it sends the
   number of followers. A room whose presenter's connection stopped lives ROOM_ALIVE seconds.
 
-Streams are bounded: each ends after STREAM_SECONDS (EventSource reconnects), a process serves
-at most `max_streams` of them, and a room is only ever created by a presenter (the store caps
+Streams are bounded: each ends after stream.STREAM_SECONDS (EventSource reconnects), a process
+serves at most `max_streams` of them, and a room is only ever created by a presenter (the store caps
 their number), so nothing a follower sends allocates per name.
 """
 
@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .store import Store, StoreError
+from .stream import StreamClock
 
 ROOM_ALIVE = 10.0  # seconds a room outlives its presenter's last renewal
 # seconds a followed room may look closed (its lease lapsed) before its followers are told:
@@ -37,8 +38,6 @@ CLOSE_GRACE = 10.0
 RENEW_SECONDS = 3.0
 POLL_SECONDS = 0.2  # how often the one reader looks at the followed rooms
 REPORT_SECONDS = 2.0  # how often followers' numbers are written to the store
-STREAM_SECONDS = 30.0
-PING_SECONDS = 10.0
 
 
 def event(name: str, data: dict) -> bytes:
@@ -110,7 +109,7 @@ class RoomHub:
                       ) -> AsyncIterator[bytes]:
         room.followers += 1
         self.streams += 1
-        started = last_ping = time.monotonic()
+        clock = StreamClock()
         sent = None
         try:
             yield b"retry: 1000\n\n"
@@ -122,14 +121,10 @@ class RoomHub:
                 if room.seq != sent:
                     sent = room.seq
                     yield event("view", {"seq": sent, "page": room.page, "query": room.query})
-                now = time.monotonic()
-                if now - started > STREAM_SECONDS or await is_disconnected():
+                if (ping := await clock.next(waiting, is_disconnected)) is None:
                     return
-                if now - last_ping > PING_SECONDS:
-                    yield b": ping\n\n"
-                    last_ping = now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiting.wait(), timeout=1.0)
+                if ping:
+                    yield ping
         finally:
             room.followers -= 1
             self.streams -= 1
@@ -192,7 +187,8 @@ class RoomHub:
     async def _presence(self, name: str, key: str,
                         is_disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[bytes]:
         self.streams += 1
-        started = last_renew = time.monotonic()
+        clock = StreamClock()
+        last_renew = time.monotonic()
         sent = None
         try:
             yield b"retry: 1000\n\n"
@@ -214,7 +210,7 @@ class RoomHub:
                     if count != sent:
                         sent = count
                         yield event("followers", {"count": count})
-                if now - started > STREAM_SECONDS or await is_disconnected():
+                if await clock.over(is_disconnected):
                     return
                 await asyncio.sleep(1.0)
         finally:

@@ -67,6 +67,33 @@ def _finite(value: Any) -> Any:
 
 
 @dataclass
+class StreamClock:
+    """When a long-lived event stream pings (a proxy keeps an idle connection open) and ends
+    (after STREAM_SECONDS: the browser reconnects at once, so no stream holds a server
+    forever)."""
+
+    started: float = field(default_factory=time.monotonic)
+    pinged: float = field(default_factory=time.monotonic)
+
+    async def over(self, is_disconnected: Callable[[], Any]) -> bool:
+        return time.monotonic() - self.started > STREAM_SECONDS or bool(await is_disconnected())
+
+    async def next(self, changed: asyncio.Event, is_disconnected: Callable[[], Any]
+                   ) -> bytes | None:
+        """None when the stream is over; else, once `changed` is set or a second passed (a
+        disconnect is noticed within it), what to send: a ping when one is due, or b""."""
+        if await self.over(is_disconnected):
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout=1.0)
+        now = time.monotonic()
+        if now - self.pinged <= PING_SECONDS:
+            return b""
+        self.pinged = now
+        return b": ping\n\n"
+
+
+@dataclass
 class Feed:
     """One job's stream: read from the store by one reader, walked by many subscribers.
 
@@ -256,7 +283,8 @@ class Broadcaster:
         (an "end" event), after STREAM_SECONDS, or when the browser goes away."""
         feed.subscribers += 1
         self.streams += 1
-        started = last_touch = last_ping = time.monotonic()
+        clock = StreamClock()
+        last_touch = time.monotonic()
         sent_version = -1
         try:
             yield b"retry: 1000\n\n"
@@ -274,17 +302,13 @@ class Broadcaster:
                     yield feed.state
                 if feed.final and cursor >= feed.seq:
                     return  # the state just sent was the "end" event
-                now = time.monotonic()
-                if watcher and now - last_touch > TOUCH_SECONDS:
+                if watcher and time.monotonic() - last_touch > TOUCH_SECONDS:
                     self.touch(watcher)
-                    last_touch = now
-                if now - started > STREAM_SECONDS or await is_disconnected():
+                    last_touch = time.monotonic()
+                if (ping := await clock.next(waiting, is_disconnected)) is None:
                     return
-                if now - last_ping > PING_SECONDS:
-                    yield b": ping\n\n"
-                    last_ping = now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiting.wait(), timeout=1.0)
+                if ping:
+                    yield ping
         finally:
             feed.subscribers -= 1
             self.streams -= 1

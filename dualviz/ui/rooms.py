@@ -47,25 +47,40 @@ export default function ({ data, parentElement, setTriggerValue }) {
   if (el.__es && el.__url === data.url) return;      // called again on new data: keep the stream
   if (el.__es) el.__es.close();
   el.__url = data.url;
-  const es = el.__es = new EventSource(data.url);
+  el.__wait = 0;
+  const open = () => {
+    const es = el.__es = new EventSource(data.url);
+    es.addEventListener("view", (ev) => {
+      el.__wait = 0;
+      // the presenter changed its view: the script reruns and moves there (in-app, no reload)
+      const seq = JSON.parse(ev.data).seq;
+      if (data.follow && seq !== el.__seq) { el.__seq = seq; setTriggerValue("moved", seq); }
+    });
+    es.addEventListener("followers", (ev) => {
+      el.__wait = 0;
+      const n = JSON.parse(ev.data).count;
+      el.querySelector(".dv-count").textContent = n + (n === 1 ? " follower" : " followers");
+      el.dataset.followers = n;
+    });
+    es.addEventListener("closed", () => {
+      es.close(); el.__es = null; el.__url = null; setTriggerValue("closed", true);
+    });
+    // EventSource retries a dropped connection by itself, not an HTTP error: a room that
+    // lapsed for a moment (404) or a server at its stream cap (503). Ask again, 2 s, 4 s, ...
+    // up to 30 s apart, while this page still shows the stream.
+    es.addEventListener("error", () => {
+      if (es.readyState !== EventSource.CLOSED || el.__es !== es) return;
+      el.__wait = Math.min(Math.max(2 * el.__wait, 2000), 30000);
+      setTimeout(() => { if (el.isConnected && el.__es === es) open(); },
+                 el.__wait * (0.75 + Math.random() / 2));
+    });
+  };
+  open();
   // Streamlit removes the element of a run that no longer draws it (a follower detached)
   // without calling the cleanup below: the stream closes once the element is gone.
   const gone = setInterval(() => {
-    if (!el.isConnected) { es.close(); clearInterval(gone); }
+    if (!el.isConnected) { if (el.__es) el.__es.close(); el.__es = null; clearInterval(gone); }
   }, 1000);
-  es.addEventListener("view", (ev) => {
-    // the presenter changed its view: the script reruns and moves there (in-app, no reload)
-    const seq = JSON.parse(ev.data).seq;
-    if (data.follow && seq !== el.__seq) { el.__seq = seq; setTriggerValue("moved", seq); }
-  });
-  es.addEventListener("followers", (ev) => {
-    const n = JSON.parse(ev.data).count;
-    el.querySelector(".dv-count").textContent = n + (n === 1 ? " follower" : " followers");
-    el.dataset.followers = n;
-  });
-  es.addEventListener("closed", () => {
-    es.close(); el.__es = null; el.__url = null; setTriggerValue("closed", true);
-  });
   return () => { if (el.__es) el.__es.close(); el.__es = null; el.__url = null; };
 }
 """
