@@ -653,10 +653,13 @@ async def run_session_ws(session: Session, deadline: float) -> Session:
                             retry_at = time.monotonic() + data["retry_after"]
                         for stream in data["streams"]:
                             url = stream["url"]
-                            if url and url not in followers:
+                            # One follower per job (a rerun draws a job's URL again, with a
+                            # later cursor): `ended` counts jobs, so must this.
+                            job = url.split("/api/jobs/")[1].split("/")[0] if url else None
+                            if job and job not in followers:
                                 cursor = int(urlsplit(url).query.split("after=")[1]
                                              .split("&")[0])
-                                followers[url] = asyncio.create_task(
+                                followers[job] = asyncio.create_task(
                                     follow_stream(session, base, base + url, cursor, ended))
                         if caption and caption.done and caption.other_status.startswith(
                                 "done") and not any(s["url"] for s in data["streams"]):
