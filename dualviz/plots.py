@@ -1,7 +1,10 @@
 """Figures: pure functions from results to Plotly figures (no Streamlit, no solving).
 
-Figures are built from plain dicts without Plotly's property validation: a live page redraws
-them several times a second, and validation costs tens of milliseconds per figure.
+A figure is plain Plotly JSON ({"data": [...], "layout": {...}}), never a go.Figure: every
+session's page run draws its figures, and building go.Figure objects, even unvalidated, was a
+seventh of the server's time under 40 sessions. Plotly reads the JSON as it is (st.plotly_chart,
+Plotly.js, go.Figure(figure) for image exports); tests/test_plots.py checks that it is the
+JSON plotly itself makes of it.
 
 A live figure grows in the browser (dualviz/ui/live_chart.py) from the same functions that
 draw it here: :func:`restart_series` turns snapshots into the points of each restart's traces
@@ -12,11 +15,13 @@ fitted function) carry a `meta` role naming what replaces their values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from .results import Snapshot
 from .training.primal import RESIDUAL_TOL
@@ -170,7 +175,7 @@ def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
                      closed_primal: float | None, dual_label: str = "D",
                      title: str = "", interpolation: bool = False, floor: float = 1e-12,
                      labels: dict[int, str] | None = None,
-                     style: FigureStyle = SCREEN) -> go.Figure:
+                     style: FigureStyle = SCREEN) -> dict:
     """Top: the primal objective of every restart against iteration (faded where the iterate is
     not yet feasible: its value bounds nothing), with the dual and the closed-form primal as
     labelled lines. Below (log scales): the excess P - D of feasible iterates, and for
@@ -224,7 +229,7 @@ def log_axis() -> dict:
 
 def spectrum_figure(target: Sequence[float] | None, learned: Sequence[float] | None,
                     closed_form: Sequence[float] | None, title: str = "",
-                    threshold: float | None = None, style: FigureStyle = SCREEN) -> go.Figure:
+                    threshold: float | None = None, style: FigureStyle = SCREEN) -> dict:
     """Singular values of the target W*, of the learned end-to-end matrix (live) and of the
     closed-form optimum, against their index. A value the closed form cuts to zero is drawn
     at 0 at its index, with the threshold below which the closed form cuts (`threshold`)."""
@@ -263,7 +268,7 @@ def spectrum_points(values: Sequence[float], keep_zeros: bool = False) -> dict:
 
 
 def layer_spectra_figure(layers: Sequence[Sequence[float]] | None, title: str = "",
-                         style: FigureStyle = SCREEN) -> go.Figure:
+                         style: FigureStyle = SCREEN) -> dict:
     """Singular values of each layer (of the equivalent wide network for a parallel net)."""
     traces = [{"type": "scatter", "mode": "lines+markers", "name": f"layer {i + 1}",
                "meta": {"role": "layer", "index": i},
@@ -276,7 +281,7 @@ def layer_spectra_figure(layers: Sequence[Sequence[float]] | None, title: str = 
 
 
 def _figure(traces: list[dict], layout: dict, title: str, height: int,
-            style: FigureStyle = SCREEN) -> go.Figure:
+            style: FigureStyle = SCREEN) -> dict:
     font = style.font
     layout = {**layout, "height": style.px(height), "font": {"size": font},
               # Margins follow the text size, so labels are not cut on a projector.
@@ -294,12 +299,18 @@ def _figure(traces: list[dict], layout: dict, title: str, height: int,
             axis.setdefault("ticklabeloverflow", "allow")
     if title:
         layout["title"] = {"text": title}
-    return go.Figure({"data": traces, "layout": layout}, _validate=False)
+    # The template is plotly's default, as go.Figure would have put it in (one shared dict).
+    return {"data": traces, "layout": {**layout, "template": _template()}}
+
+
+@functools.cache
+def _template() -> dict:
+    return pio.templates[pio.templates.default].to_plotly_json()
 
 
 def fit_figure(X: np.ndarray, y: np.ndarray, axes: Sequence[Sequence[float]],
                trained: Sequence[float] | None, convex: Sequence[float] | None,
-               title: str = "", style: FigureStyle = SCREEN) -> go.Figure:
+               title: str = "", style: FigureStyle = SCREEN) -> dict:
     """The data and the fitted functions: the trained net (live) and the net rebuilt from the
     convex solution. 1-D inputs: curves over the points; 2-D: one heatmap per fit, points on top.
     The trained net's trace has the role "trained": a stream replaces its values."""
@@ -347,7 +358,7 @@ def fit_figure(X: np.ndarray, y: np.ndarray, axes: Sequence[Sequence[float]],
 
 
 def comparison_figure(curves: Sequence[tuple[str, Sequence[Snapshot]]], title: str = "",
-                      interpolation: bool = False, style: FigureStyle = SCREEN) -> go.Figure:
+                      interpolation: bool = False, style: FigureStyle = SCREEN) -> dict:
     """Training curves of several nets in one panel, one color per net (every restart drawn,
     feasible iterates only): for deep ReLU nets, where no dual is known, this is the
     comparison there is. A trace's meta names its net (`curve`) and restart, so a stream
@@ -375,7 +386,7 @@ def comparison_trace(index: int, label: str, restart: int, style: FigureStyle = 
 
 def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
                       theory: Sequence[dict] = (), title: str = "",
-                      style: FigureStyle = SCREEN) -> go.Figure:
+                      style: FigureStyle = SCREEN) -> dict:
     """Top: P/D against x; bottom: P - D. One color per series value, solid for standard and
     dotted for parallel nets; the band is min..max over seeds; theory curves dashed black."""
     traces = []
@@ -413,9 +424,9 @@ def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
 IMAGE_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 
 
-def image_bytes(figure: go.Figure, fmt: str) -> bytes:
+def image_bytes(figure: dict, fmt: str) -> bytes:
     """The figure as PNG (twice the screen resolution) or SVG, rendered by kaleido in a
     headless Chromium (it finds Debian's /usr/bin/chromium itself); a few seconds each."""
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
-    return figure.to_image(format=fmt, scale=2 if fmt == "png" else 1)
+    return go.Figure(figure).to_image(format=fmt, scale=2 if fmt == "png" else 1)

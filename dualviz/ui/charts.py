@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from ..plots import IMAGE_FORMATS, image_bytes
 
 
-def chart(figure: go.Figure, key: str, where=st) -> None:
+def chart(figure: dict, key: str, where=st) -> None:
     where.plotly_chart(figure, key=key, config={"displaylogo": False})
     downloads(figure, key, where=where)
 
 
-def downloads(figure: go.Figure, key: str, name: str = "", where=st) -> None:
+def downloads(figure: dict, key: str, name: str = "", where=st) -> None:
     """PNG and SVG of a figure, drawn by kaleido in a headless Chromium when clicked (a few
     seconds: the help says so). name: which figure, where several share a row."""
     row = where.container(horizontal=True)

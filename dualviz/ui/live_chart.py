@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from ..plots import COLORS, RESTART_SERIES, SCREEN, FigureStyle, comparison_trace, restart_trace
@@ -46,7 +45,7 @@ class Figure:
 
     id: str
     role: str  # objective | spectrum | layers | fit | comparison | static
-    figure: go.Figure
+    figure: dict  # Plotly JSON (dualviz.plots)
     stream: int | None = 0
     span: int = 5  # of five columns
     curves: list[int] = field(default_factory=list)  # comparison: the curve of each stream
@@ -67,12 +66,6 @@ def _templates(role: str, style: FigureStyle) -> dict[str, dict]:
     return {}
 
 
-def _plain(figure: go.Figure) -> dict[str, Any]:
-    """The figure as plain data, without to_plotly_json's deep copy (a fifth of the server's
-    time under 40 sessions): the panel only serializes it, and the figure is not reused."""
-    return {"data": list(figure._data), "layout": figure._layout}
-
-
 def live_panel(key: str, version: str, experiment: str, streams: list[Stream],
                metrics: list[dict[str, str]], figures: list[Figure], featured: int = 0,
                presenter: bool = False, retry_after: float | None = None,
@@ -82,7 +75,7 @@ def live_panel(key: str, version: str, experiment: str, streams: list[Stream],
     ended), so the browser rebuilds the panel; otherwise it keeps streaming across reruns."""
     specs = []
     for fig in figures:
-        spec = {"id": fig.id, "role": fig.role, "figure": _plain(fig.figure),
+        spec = {"id": fig.id, "role": fig.role, "figure": fig.figure,
                 "span": fig.span, "colors": list(COLORS),
                 "templates": _templates(fig.role, style)}
         if fig.role == "comparison":
