@@ -48,6 +48,14 @@ defaults
     # a websocket (Streamlit's) or an event stream, once established, is a tunnel
     timeout tunnel 2h
     timeout client-fin 5s
+    # A replica busy with a hall's page runs answers its health check late, not never: with
+    # the defaults (the check's timeout = its 2 s interval, down after 3) haproxy took busy
+    # replicas out and answered their visitors 503 (bench_rooms, 300 followers). Patient
+    # checks, and a request for a replica that is down goes to another one.
+    timeout check 10s
+    default-server inter 3s fall 5 rise 2
+    option redispatch
+    retries 2
     option forwardfor
 frontend dualviz
     bind 127.0.0.1:{port}
@@ -70,7 +78,7 @@ class Deployment:
 
 
 def haproxy_config(port: int, replicas: list[str]) -> str:
-    servers = "\n".join(f"    server r{i} {url.split('//', 1)[1]} cookie r{i} check inter 2s"
+    servers = "\n".join(f"    server r{i} {url.split('//', 1)[1]} cookie r{i} check"
                         for i, url in enumerate(replicas, 1))
     return HAPROXY_CFG.format(port=port, cookie=COOKIE, servers=servers)
 

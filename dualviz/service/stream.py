@@ -50,6 +50,9 @@ IDLE_SECONDS = 60.0  # a feed nobody subscribed to for this long is dropped
 TOUCH_SECONDS = 5.0  # a stream tells the job manager its session still watches this often
 
 
+END_EVENT = b"event: end\n"  # how the last state of a stream starts (sse() of "end")
+
+
 def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
     """One Server-Sent Events message (data is JSON without NaN: null instead)."""
     head = f"id: {event_id}\n" if event_id is not None else ""
@@ -141,7 +144,6 @@ class Feed:
             self.messages.clear()
         news = store.snapshots(self.job_hash, after=self.seq)[:MAX_SNAPSHOTS_PER_READ]
         changed = bool(news) or record != self.record
-        self.record = record
         if self.readout is None:
             self.readout = explain.LiveReadout(self.experiment)
         self.readout.bounds(record.known_bounds if record else None,
@@ -155,15 +157,19 @@ class Feed:
             for snapshot in snapshots:
                 self.last[snapshot.restart] = snapshot
             self.seq = last
+        # Subscribers read this feed while it is written (they run on the event loop): the
+        # batches first, then the state that follows them, the record (which says final) last.
         if changed:
-            state = self._state()
-            self.state = sse("end" if self.final else "state", state)
+            final = record is not None and record.status in FINAL
+            state = self._state(record, final)
+            self.state = sse("end" if final else "state", state)
             key = json.dumps(_finite({**state, "readout": None, "seq": None}), sort_keys=True)
-            if key != self._state_key or self.final:
+            if key != self._state_key or final:
                 # A subscriber sends the state again only now: a batch alone does not make
                 # every page update its status and relayout its objective figure.
                 self._state_key = key
                 self.version += 1
+        self.record = record
         return changed
 
     def _batch(self, snapshots: list[Snapshot], before: dict[int, Snapshot],
@@ -180,8 +186,7 @@ class Feed:
                             "layers": final.layer_singular_values, "trained": final.probe},
                 "readout": self.readout.shown() if self.readout else {}}
 
-    def _state(self) -> dict[str, Any]:
-        record = self.record
+    def _state(self, record: JobRecord | None, final: bool) -> dict[str, Any]:
         levels = self.readout.levels() if self.readout else {}
         shapes, notes = objective_layout(levels.get("dual"), levels.get("closed"),
                                          str(levels.get("dual_label") or "D"))
@@ -193,7 +198,7 @@ class Feed:
                 "error": None if record is None or not record.error
                 else record.error.splitlines()[0][:300],
                 "started": None if record is None else record.started, "took": took,
-                "final": self.final,
+                "final": final,
                 "readout": self.readout.shown() if self.readout else {},
                 "layout": {"shapes": shapes, "annotations": notes}}
 
@@ -301,6 +306,9 @@ class Broadcaster:
             yield b"retry: 1000\n\n"
             while True:
                 waiting = feed.changed
+                # The state before the batches (the feed writes them in the other order):
+                # every batch it follows is among them, and nothing comes after an "end".
+                version, state = feed.version, feed.state
                 messages = feed.after(cursor)
                 if messages is None:
                     caught = await asyncio.to_thread(feed.catch_up, self.store, cursor)
@@ -308,11 +316,11 @@ class Broadcaster:
                 for seq, body in messages:
                     yield body
                     cursor = seq
-                if feed.version != sent_version:
-                    sent_version = feed.version
-                    yield feed.state
-                if feed.final and cursor >= feed.seq:
-                    return  # the state just sent was the "end" event
+                if version != sent_version:
+                    sent_version = version
+                    yield state
+                if state.startswith(END_EVENT):
+                    return
                 if watcher and time.monotonic() - last_touch > TOUCH_SECONDS:
                     self.touch(watcher)
                     last_touch = time.monotonic()
