@@ -54,7 +54,6 @@ class LiveReadout:
         self.exp = exp
         self.dual: float | None = None
         self.closed: float | None = None
-        self.dual_label = "D"
         self.final_primal: float | None = None
         self.final = False
         self.best_feasible: float | None = None
@@ -68,7 +67,6 @@ class LiveReadout:
             return
         self.dual = source.dual.value
         self.closed = source.closed_form.primal
-        self.dual_label = source.closed_form.dual_label or "D"
         if result is not None:
             self.final = True
             self.final_primal = result.primal.value
@@ -110,7 +108,14 @@ class LiveReadout:
 
     def levels(self) -> dict[str, float | str | None]:
         """The horizontal lines of the objective figure."""
-        return {"dual": self.dual, "closed": self.closed, "dual_label": self.dual_label}
+        return {"dual": self.dual, "closed": self.closed,
+                "dual_label": dual_line_label(self.exp)}
+
+
+def dual_line_label(exp: Experiment) -> str:
+    """The name of the dual's line in the objective figure, live and final alike: a two-layer
+    ReLU net's bound is the convex program's optimum, every other one the dual D."""
+    return "convex optimum" if exp.activation == "relu" and exp.depth == 2 else "D"
 
 
 def _within(a: float, b: float, tol: float) -> bool:

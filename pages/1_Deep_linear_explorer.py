@@ -22,7 +22,8 @@ uploaded = explorer.data_source(exp)
 def figures(exp, now, snaps, twin, twin_snaps, uploaded, style):
     objective = plots.objective_figure(
         snaps, now.dual, now.closed_primal, interpolation=exp.objective == "interpolation",
-        floor=explain.excess_floor(now.dual), style=style)
+        dual_label=explain.dual_line_label(exp), floor=explain.excess_floor(now.dual),
+        style=style)
     spectrum = plots.spectrum_figure(now.target_spectrum, now.learned_spectrum,
                                      now.closed_spectrum, style=style,
                                      threshold=now.threshold)

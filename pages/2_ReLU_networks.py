@@ -33,7 +33,7 @@ def figures(exp, now, snaps, twin, twin_snaps, uploaded, style):
     interpolation = exp.objective == "interpolation"
     out = [Figure("objective_figure", "objective", plots.objective_figure(
         snaps, now.dual, now.closed_primal, interpolation=interpolation,
-        dual_label="convex optimum" if exp.depth == 2 else "D",
+        dual_label=explain.dual_line_label(exp),
         floor=explain.excess_floor(now.dual), style=style), span=3)]
     fit = relu.get("fit") or {}
     trained = snaps[-1].probe if snaps and not now.final else fit.get("trained")

@@ -99,7 +99,8 @@ def test_the_dual_line_is_drawn_while_the_job_runs(server, page):
     }""", timeout=30_000).json_value()
     state = wait_for_state(tab, lambda s: True, 5, what="the page")
     assert running(exp)(state), "the run ended before its dual line was drawn"
-    drawn = next(float(re.search(r"= (\S+) \(lower bound on P\)", note).group(1))
+    # Named as the finished figure names it (the stream once said "Lagrangian dual (SDP)").
+    drawn = next(float(re.fullmatch(r"D = (\S+) \(lower bound on P\)", note).group(1))
                  for note in notes if "(lower bound on P)" in note)
     assert drawn == pytest.approx(state.metric("D (lower bound"), rel=1e-3), (notes, state)
 
