@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from dualviz.config import KNOBS, KNOBS_BY_KEY, parse_knob
 from dualviz.presets import PREVIEW_KNOBS
-from dualviz.ui import live
+from dualviz.ui import live, state
 from dualviz.ui.state import VIEW_KEYS
 from dualviz.ui.sweeps import SETTING_KEYS
 
@@ -86,9 +86,11 @@ FRESH_SESSION_EVERY = 50  # most links arrive in an open tab (cheap); some in a 
 
 
 class Tab:
-    """One browser tab of a page, reused for many links as when a visitor edits the URL, and
-    replaced by a fresh session every FRESH_SESSION_EVERY links. Its jobs are released when it
-    is replaced or closed, as when a tab closes."""
+    """One browser tab of a page, reused for many links (cheap), and replaced by a fresh
+    session every FRESH_SESSION_EVERY links. A browser reloads a page whose URL was edited (a
+    new session); the reused one forgets the URLs it showed, which the app would otherwise take
+    for a rerun request still in flight (dualviz.ui.state). Its jobs are released when it is
+    replaced or closed, as when a tab closes."""
 
     def __init__(self, page: str):
         self.page, self.at, self.opened = page, None, 0
@@ -98,6 +100,7 @@ class Tab:
             self.close()
             self.at = AppTest.from_file(str(ROOT / self.page), default_timeout=60)
         self.opened += 1
+        self.at.session_state[state._EARLIER] = []
         self.at.query_params = query
         self.at.run()
         return self.at

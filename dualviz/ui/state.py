@@ -181,6 +181,7 @@ def experiment_controls(view: View) -> tuple[Experiment, list[str]]:
     url_exp, url_notes = view.experiment(_url_values())
     if _is_stale(url_exp.to_query()):  # the widgets keep their state; the URL is rewritten
         url_exp, url_notes = view.experiment(dict(parse_qsl(st.session_state[_APPLIED])))
+        _write_url(url_exp, keep)  # now: a rerun below must not meet the older URL again
     url_notes = [n for n in url_notes if not n.startswith("ignored unknown setting")]
     link_notes = url_notes + st.session_state.pop(_NOTES, [])
     if st.session_state.get(_APPLIED) != url_exp.to_query():
