@@ -3,7 +3,7 @@
 A figure is plain Plotly JSON ({"data": [...], "layout": {...}}), never a go.Figure: every
 session's page run draws its figures, and building go.Figure objects, even unvalidated, was a
 seventh of the server's time under 40 sessions. Plotly reads the JSON as it is (st.plotly_chart,
-Plotly.js, go.Figure(figure) for image exports); tests/test_plots.py checks that it is the
+Plotly.js, the image exports of dualviz/service/images.py); tests/test_plots.py checks that it is the
 JSON plotly itself makes of it.
 
 A live figure grows in the browser (dualviz/ui/live_chart.py) from the same functions that
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
 import plotly.io as pio
 
 from .results import Snapshot
@@ -420,13 +419,3 @@ def gap_curves_figure(curves: Sequence[dict], x_label: str, series_label: str,
               "yaxis2": {"title": {"text": "P - D"}, "domain": [0.0, 0.38]}}
     return _figure(traces, layout, title, height=620, style=style)
 
-
-IMAGE_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
-
-
-def image_bytes(figure: dict, fmt: str) -> bytes:
-    """The figure as PNG (twice the screen resolution) or SVG, rendered by kaleido in a
-    headless Chromium (it finds Debian's /usr/bin/chromium itself); a few seconds each."""
-    if fmt not in IMAGE_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
-    return go.Figure(figure).to_image(format=fmt, scale=2 if fmt == "png" else 1)

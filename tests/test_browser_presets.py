@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from dualviz.presets import PRESETS
 from dualviz.testing import CHROMIUM, page_state, wait_for_state
@@ -74,8 +75,11 @@ def test_the_copied_link_reproduces_the_numbers_and_every_export_downloads(serve
 
     downloads = {}
     for label in ("Result as JSON", "Result as CSV", "PNG", "SVG"):
-        with tab.expect_download(timeout=60_000) as info:
-            tab.get_by_role("button", name=re.compile(label)).first.click()
+        try:
+            with tab.expect_download(timeout=60_000) as info:
+                tab.get_by_role("button", name=re.compile(label)).first.click()
+        except PlaywrightTimeout:
+            pytest.fail(f"no {label} download in 60 s; the server's log:\n{server.log_tail()}")
         downloads[label] = Path(info.value.path()).read_bytes()
     result = json.loads(downloads["Result as JSON"])
     assert result["experiment"]["hash"] == state.caption.hash

@@ -121,17 +121,6 @@ def test_gap_curves_figure_draws_each_curve_its_band_and_the_theory():
     assert {t.yaxis for t in traces} == {"y", "y2"}
 
 
-def test_figures_export_as_png_and_svg_through_kaleido_and_chromium():
-    from dualviz.plots import image_bytes
-
-    fig = objective_figure(snaps(restarts=1, per_restart=50), 5.0, None)
-    assert image_bytes(fig, "png").startswith(b"\x89PNG\r\n\x1a\n")
-    svg = image_bytes(fig, "svg")
-    assert svg.lstrip().startswith(b"<svg") and b"objective" in svg
-    with pytest.raises(ValueError):
-        image_bytes(fig, "gif")
-
-
 def test_figures_are_the_json_plotly_itself_makes_of_them():
     """Figures are plain Plotly JSON (a go.Figure cost the server a seventh of its time): the
     same JSON, default template included, as plotly's own figure of it, so a plotly upgrade

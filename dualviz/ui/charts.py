@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..plots import IMAGE_FORMATS, image_bytes
+from ..service.images import IMAGE_FORMATS, image_bytes
 
 
 def chart(figure: dict, key: str, where=st) -> None:
@@ -13,8 +13,8 @@ def chart(figure: dict, key: str, where=st) -> None:
 
 
 def downloads(figure: dict, key: str, name: str = "", where=st) -> None:
-    """PNG and SVG of a figure, drawn by kaleido in a headless Chromium when clicked (a few
-    seconds: the help says so). name: which figure, where several share a row."""
+    """PNG and SVG of a figure, drawn on the server when clicked (service.images: a fraction
+    of a second, a few seconds for the first). name: which figure, where several share a row."""
     row = where.container(horizontal=True)
     for fmt in IMAGE_FORMATS:
         row.download_button(
@@ -22,5 +22,6 @@ def downloads(figure: dict, key: str, name: str = "", where=st) -> None:
             data=lambda fmt=fmt: image_bytes(figure, fmt),
             file_name=f"dualviz-{key}.{fmt}", mime=IMAGE_FORMATS[fmt], key=f"{key}_{fmt}",
             on_click="ignore", icon=":material/download:",
-            help=f"Download this figure as {fmt.upper()} (prepared when clicked: a few "
-                 "seconds).")
+            help=f"Download this figure as {fmt.upper()}, drawn when clicked. If many are being "
+                 "drawn at once this one is refused: click again, or use the chart's camera "
+                 "button, which draws a PNG in your browser.")
