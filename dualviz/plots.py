@@ -3,8 +3,8 @@
 A figure is plain Plotly JSON ({"data": [...], "layout": {...}}), never a go.Figure: every
 session's page run draws its figures, and building go.Figure objects, even unvalidated, was a
 seventh of the server's time under 40 sessions. Plotly reads the JSON as it is (st.plotly_chart,
-Plotly.js, the image exports of dualviz/service/images.py); tests/test_plots.py checks that it is the
-JSON plotly itself makes of it.
+Plotly.js, the image exports of dualviz/service/images.py); tests/test_plots.py checks that it
+is the JSON plotly itself makes of it.
 
 A live figure grows in the browser (dualviz/ui/live_chart.py) from the same functions that
 draw it here: :func:`restart_series` turns snapshots into the points of each restart's traces

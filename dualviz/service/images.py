@@ -20,6 +20,7 @@ business reaching (offline, the render waits on it). Here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -137,10 +138,8 @@ class Renderer:
         if loop is None:
             return
         if browser is not None:
-            try:
+            with contextlib.suppress(Exception):  # a broken browser may not close cleanly
                 asyncio.run_coroutine_threadsafe(browser.close(), loop).result(timeout=10)
-            except Exception:  # a broken browser may not close cleanly; its process goes below
-                pass
         loop.call_soon_threadsafe(loop.stop)
 
     def _arm_idle_timer(self) -> None:
