@@ -222,8 +222,12 @@ def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
 
 
 def log_axis() -> dict:
-    """A log axis labelled at the decades only (10^-3, 10^-2, ...), never 2, 5, 1, 2, 5."""
-    return {"type": "log", "dtick": 1, "exponentformat": "power", "showexponent": "all"}
+    """A log axis whose labels always carry their magnitude, at any span of the data (the
+    span grows as a live run goes): decades as powers (10^-4, 10^-2) over several decades,
+    2 and 5 beside a labelled decade over one or two, full numbers (0.002, 0.003) within one.
+    (A tick every decade, dtick 1, labelled nothing at all within one decade.) nticks 4
+    keeps a short panel on a projector uncrowded."""
+    return {"type": "log", "nticks": 4, "exponentformat": "power", "showexponent": "all"}
 
 
 def spectrum_figure(target: Sequence[float] | None, learned: Sequence[float] | None,

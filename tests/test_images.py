@@ -95,3 +95,22 @@ def test_an_idle_browser_closes_and_the_next_export_starts_one():
         assert renderer.started == 2
     finally:
         renderer.close()
+
+
+@pytest.mark.parametrize("low, high", [(2e-3, 5e-3), (0.9e-3, 1.1e-3), (2e-3, 7e-2),
+                                       (3e-5, 8e-4), (1e-6, 1e-1), (1e-12, 1e2)])
+def test_a_log_axis_labels_its_magnitude_at_any_span(renderer, low, high):
+    """Drawn by Plotly itself (the SVG export): the P - D panel of a run whose gap stays
+    within one decade had no tick label at all with a tick every decade."""
+    from dualviz.plots import log_axis
+
+    svg = renderer.render({"data": [{"type": "scatter", "x": [0, 1], "y": [low, high]}],
+                           "layout": {"height": 200, "width": 500, "yaxis": log_axis()}},
+                          "svg").decode()
+    labels = [re.sub(r"<[^>]+>|\u200b", "", text).replace("\u2212", "-") for text in
+              re.findall(r'<g class="ytick">(.*?)</g>', svg)]
+    assert 2 <= len(labels) <= 8, labels  # some, and few enough for a short projected panel
+    # Every label is a full number or a power of ten, or a lone digit beside a labelled power.
+    powers = [t for t in labels if re.fullmatch(r"10-?\d+|1", t)]
+    full = [t for t in labels if re.fullmatch(r"-?\d*\.\d+(e-?\d+)?", t)]
+    assert powers or len(full) == len(labels), labels

@@ -34,7 +34,7 @@ def test_objective_figure_has_the_series_of_every_restart_and_labelled_bounds():
     assert [t["name"] for t in solid] == ["restart 1", "restart 2"]
     assert len(excess) == 2 and len(fig["data"]) == 6  # squared loss: no residual panel
     assert all(len(t["x"]) <= MAX_POINTS_PER_TRACE for t in fig["data"])
-    assert fig["layout"]["yaxis2"]["type"] == "log" and fig["layout"]["yaxis2"]["dtick"] == 1
+    assert fig["layout"]["yaxis2"]["type"] == "log"
     assert excess[0]["y"][-1] == pytest.approx(1.0 + 1.0 / 1000)  # P - D
     labels = [a["text"] for a in fig["layout"]["annotations"]]
     assert labels == ["D = 4 (lower bound on P)", "theory P* = 5"]
