@@ -15,5 +15,6 @@ page = st.navigation([st.Page(view.script, title=view.title, icon=view.icon,
                       for view in VIEWS])
 state.start_of_run(page.url_path)
 room = rooms.before_page(page)
-page.run()
+if not room.followed:  # a follower of a presenter's live panel sees that panel only
+    page.run()
 rooms.after_page(room, page)

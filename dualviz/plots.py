@@ -223,11 +223,13 @@ def objective_figure(snapshots: Sequence[Snapshot], dual: float | None,
 
 def log_axis() -> dict:
     """A log axis whose labels always carry their magnitude, at any span of the data (the
-    span grows as a live run goes): decades as powers (10^-4, 10^-2) over several decades,
-    2 and 5 beside a labelled decade over one or two, full numbers (0.002, 0.003) within one.
-    (A tick every decade, dtick 1, labelled nothing at all within one decade.) nticks 4
-    keeps a short panel on a projector uncrowded."""
-    return {"type": "log", "nticks": 4, "exponentformat": "power", "showexponent": "all"}
+    span grows as a live run goes): decades as powers (10^-4, 10^-2) over a decade or more,
+    full numbers (0.002, 0.003) within one. (A tick every decade, dtick 1, labelled nothing
+    at all within one decade.) Plotly's digits between decades (2, 5) are drawn at 3/4 of
+    the font, too small on a projector: those ticks stay, unlabelled. nticks 4 keeps a short
+    panel uncrowded."""
+    return {"type": "log", "nticks": 4, "exponentformat": "power", "showexponent": "all",
+            "minorloglabels": "none"}
 
 
 def spectrum_figure(target: Sequence[float] | None, learned: Sequence[float] | None,

@@ -25,6 +25,9 @@ class FakeStore:
     def room(self, name):
         return self.open.get(name)
 
+    def room_panel(self, name):
+        return None
+
     def set_followers(self, replica, counts):
         pass
 

@@ -4,7 +4,9 @@
 The presenter types the operator's token once; the page shows the follow link as a QR code that
 decodes to that link, and the number of followers; each follower opened on the home page moves to
 the presenter's page and query and follows the presenter's control changes; "Explore on my own"
-detaches a follower, whose URL keeps the last view. Timings are measured by
+detaches a follower, whose URL keeps the last view. A follower of a page with a live panel
+draws the presenter's panel, pushed through the room's stream, and runs no page of its own
+until it detaches. Timings are measured by
 benchmarks/bench_rooms.py; here only what happens is asserted.
 """
 
@@ -20,7 +22,7 @@ from shared import wait_for
 
 from dualviz.config import Experiment
 from dualviz.service.store import DATABASE_URL_ENV
-from dualviz.testing import CHROMIUM, EXPLORER_PATH, streamlit_server
+from dualviz.testing import CHROMIUM, EXPLORER_PATH, page_state, streamlit_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.server,
               pytest.mark.skipif(not CHROMIUM.exists(),
@@ -92,10 +94,17 @@ def test_the_presenter_opens_a_room_shown_as_a_qr_code_of_the_follow_link(tmp_pa
         assert TOKEN not in presenter.content()  # the token never reaches the page
 
 
+def shown_experiment(tab) -> str | None:
+    caption = page_state(tab).caption
+    return caption.hash if caption else None
+
+
+def both_done(tab) -> bool:
+    caption = page_state(tab).caption
+    return bool(caption and caption.done and caption.other_status.startswith("done"))
+
+
 @pytest.mark.parametrize("backend", ["postgresql"])
-@pytest.mark.xfail(strict=False, reason="quarantined, issue 19 open: after the stale-URL fix it "
-                   "passed 13 runs alone or two at once, then failed once in a full make test "
-                   "(the presenter's URL had no depth 3 for 30 s after its followers matched it)")
 def test_a_presenter_and_two_followers_on_two_replicas(tmp_path, backend, request, browser):
     from playwright.sync_api import expect
 
@@ -118,6 +127,12 @@ def test_a_presenter_and_two_followers_on_two_replicas(tmp_path, backend, reques
             wait_for(lambda tab=tab: view_of(tab) == view_of(presenter), 60,
                      what="a follower shows the presenter's view")
             assert "follow=" + ROOM in address(tab)
+            # ... drawing the presenter's live panel, not running the page (no controls)
+            wait_for(lambda tab=tab: shown_experiment(tab) == shown_experiment(presenter), 30,
+                     what="a follower draws the presenter's experiment")
+            assert tab.get_by_role("slider", name="Depth L").count() == 0
+        for tab in (presenter, first, second):  # the end of a run reaches the followers too
+            wait_for(lambda tab=tab: both_done(tab), 120, what="both runs shown done")
         wait_for(lambda: followers(presenter) == 2, 30, what="the presenter sees 2 followers")
 
         def change_depth() -> str:
@@ -139,14 +154,23 @@ def test_a_presenter_and_two_followers_on_two_replicas(tmp_path, backend, reques
         for tab in (first, second):
             wait_for(lambda tab=tab: view_of(tab) == view_of(presenter), 30,
                      what="a follower follows the presenter's change")
+            wait_for(lambda tab=tab: shown_experiment(tab) == shown_experiment(presenter), 30,
+                     what="a follower draws the presenter's new experiment")
         assert (view_of(first)[1]["depth"], depth) == (str(START.depth + 1),) * 2, \
             (address(first), address(presenter))
 
         # the second follower explores on its own: it keeps its view and stops following
         second.get_by_role("button", name="Explore on my own").click()
-        wait_for(lambda: "follow=" not in address(second), 15, what="the follower detached")
+        try:
+            wait_for(lambda: "follow=" not in address(second)
+                     and view_of(second) == view_of(first), 30,
+                     what="the follower detached, at the view it showed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: at {address(second)}, the other follower at "
+                                 f"{address(first)}") from None
         kept = view_of(second)
-        assert kept == view_of(first)
+        # exploring on its own: the page itself runs, with its controls
+        second.get_by_role("slider", name="Depth L").wait_for(timeout=30_000)
         depth = change_depth()
         wait_for(lambda: view_of(first)[1]["depth"] == depth, 30,
                  what="the first follower follows")

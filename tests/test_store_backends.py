@@ -145,6 +145,28 @@ def test_a_room_is_its_presenters_and_bounded_in_number(store):
     assert store.open_room("third", "key-4", "", "", 30.0, max_rooms=2) is None
 
 
+def test_a_room_shares_its_presenters_live_panel_bounded_in_size(store):
+    from dualviz.service.store import MAX_PANEL_BYTES
+
+    store.open_room("lecture", "key-1", "explorer", "L=3", 30.0, 2, '{"v": 1}', "v1")
+    first = store.room("lecture")
+    assert first.panel_version == "v1" and store.room_panel("lecture") == '{"v": 1}'
+    # the job ended: a new panel, the same view (followers redraw; they do not move)
+    assert store.publish("lecture", "key-1", "explorer", "L=3", '{"v": 2}', "v2")
+    assert not store.publish("lecture", "key-1", "explorer", "L=3", '{"v": 2}', "v2")
+    second = store.room("lecture")
+    assert (second.seq, second.panel_version) == (first.seq, "v2")
+    assert store.room_panel("lecture") == '{"v": 2}'
+    # a page without a panel, then one too large to share: the view moves, no panel
+    assert store.publish("lecture", "key-1", "theory", "")
+    assert store.room("lecture").panel_version is None and store.room_panel("lecture") is None
+    huge = '"' + "x" * MAX_PANEL_BYTES + '"'
+    assert store.publish("lecture", "key-1", "explorer", "L=4", huge, "v3")
+    third = store.room("lecture")
+    assert third.seq == second.seq + 2 and third.panel_version is None
+    assert not store.publish("lecture", "key-2", "explorer", "L=5", '{"v": 4}', "v4")
+
+
 def test_a_room_whose_presenter_stopped_renewing_is_gone(store):
     store.open_room("lecture", "k", "", "", alive_for=-1.0, max_rooms=5)
     assert store.room("lecture") is None

@@ -5,11 +5,15 @@ grows with each change, and a lease its presenter's connection renews: Store.ope
 :class:`RoomHub` serves the two event streams of a room:
 
 - a follower's (``follow``): a ``view`` event with the room's sequence number, page and query
-  at once and at every change (a page then reruns and moves there), ``closed`` when the
-  presenter is gone. However many followers a process has, ONE task reads the rooms they
-  follow from the store (every POLL_SECONDS, one query for all rooms) and wakes their streams:
-  a follower costs an idle coroutine, never a query. Followers per room are reported to the
-  store (Store.set_followers) so the presenter sees the count over every replica.
+  and the presenter's live panel (or null) at once and at every change, ``closed`` when the
+  presenter is gone. A follower's page draws a panel it is sent without asking its server for
+  anything (dualviz/ui/live_chart.js); only a view without one (a page without a live panel)
+  makes it rerun and move there. The event is encoded once per change, for every follower.
+  However many followers a process has, ONE task reads the rooms they follow from the store
+  (every POLL_SECONDS, one query for all rooms, and a room's panel when its version changed)
+  and wakes their streams: a follower costs an idle coroutine, never a query. Followers per
+  room are reported to the store (Store.set_followers) so the presenter sees the count over
+  every replica.
 - the presenter's (``presence``): while it is open the room's lease is renewed; it sends the
   number of followers. A room whose presenter's connection stopped lives ROOM_ALIVE seconds.
 
@@ -58,6 +62,8 @@ class _Room:
     seq: int | None  # None once closed
     page: str = ""  # the presenter's page and query at seq
     query: str = ""
+    panel_version: str | None = None
+    view: bytes = b""  # the `view` event of (seq, panel_version), encoded once
     followers: int = 0
     missing_since: float | None = None  # the store stopped listing it (monotonic time)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,6 +71,21 @@ class _Room:
     def wake(self) -> None:
         self.changed.set()
         self.changed = asyncio.Event()
+
+    @property
+    def shown(self) -> tuple[int | None, str | None]:
+        return self.seq, self.panel_version
+
+    def update(self, record, panel: str | None) -> None:
+        """Take the store's record (and its panel, read when its version changed)."""
+        self.seq, self.page, self.query = record.seq, record.page, record.query
+        self.panel_version = record.panel_version
+        try:
+            shared = json.loads(panel) if panel and record.panel_version else None
+        except ValueError:
+            shared = None
+        self.view = event("view", {"seq": self.seq, "page": self.page, "query": self.query,
+                                   "panel": shared})
 
 
 class RoomHub:
@@ -98,10 +119,13 @@ class RoomHub:
             record = await asyncio.to_thread(self.store.room, name)
             if record is None:
                 raise Refused(404, "no such room")
-            room = self.rooms.setdefault(name, _Room(name, record.seq, record.page,
-                                                     record.query))
-            if room.seq is None:
-                room.seq, room.page, room.query = record.seq, record.page, record.query
+            try:
+                panel = await self._panel(record)
+            except StoreError:
+                panel = None  # busy: this follower reruns its page for this view
+            room = self.rooms.setdefault(name, _Room(name, record.seq))
+            if room.seq is None or not room.view:
+                room.update(record, panel)
         self._ensure_reader()
         return self._follow(room, is_disconnected)
 
@@ -118,9 +142,9 @@ class RoomHub:
                 if room.seq is None:
                     yield event("closed", {})
                     return
-                if room.seq != sent:
-                    sent = room.seq
-                    yield event("view", {"seq": sent, "page": room.page, "query": room.query})
+                if room.shown != sent:
+                    sent = room.shown
+                    yield room.view
                 if (ping := await clock.next(waiting, is_disconnected)) is None:
                     return
                 if ping:
@@ -128,6 +152,12 @@ class RoomHub:
         finally:
             room.followers -= 1
             self.streams -= 1
+
+    async def _panel(self, record) -> str | None:
+        """The room's shared panel (raises StoreError)."""
+        if not record.panel_version:
+            return None
+        return await asyncio.to_thread(self.store.room_panel, record.name)
 
     def _ensure_reader(self) -> None:
         if self._task is None or self._task.done():
@@ -152,11 +182,16 @@ class RoomHub:
                         if now - room.missing_since < CLOSE_GRACE:
                             continue
                     room.missing_since = None
-                    seq = None if record is None else record.seq
-                    if seq != room.seq:
-                        room.seq = seq
-                        if record is not None:
-                            room.page, room.query = record.page, record.query
+                    if record is None:
+                        if room.seq is not None:
+                            room.seq = None
+                            room.wake()
+                    elif (record.seq, record.panel_version) != room.shown:
+                        try:
+                            panel = await self._panel(record)
+                        except StoreError:
+                            continue  # busy: the next pass reads it again
+                        room.update(record, panel)
                         room.wake()
                     if room.seq is None and not room.followers:
                         del self.rooms[name]

@@ -63,7 +63,7 @@ DATABASE_URL_ENV = "DUALVIZ_DATABASE_URL"
 _PG_LOCK = 0x6475616C  # the advisory lock of a PostgreSQL store's write transactions
 KEEP_SNAPSHOTS = 1000  # per finished job: enough for every curve the pages draw
 BUSY_TIMEOUT = 2.0  # seconds a statement waits for another process's lock before StoreError
-SCHEMA_VERSION = 3  # PRAGMA user_version: the columns below
+SCHEMA_VERSION = 4  # PRAGMA user_version: the columns below
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -121,7 +121,9 @@ CREATE TABLE IF NOT EXISTS rooms (
     query TEXT NOT NULL,
     seq INTEGER NOT NULL,
     alive REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    panel TEXT,
+    panel_version TEXT
 );
 CREATE TABLE IF NOT EXISTS room_followers (
     room TEXT NOT NULL,
@@ -140,7 +142,11 @@ _PG_SCHEMA = (_SCHEMA.replace(" REAL", " DOUBLE PRECISION").replace(" BLOB", " B
 _ADDED_COLUMNS = (("snapshots", "restart", "INTEGER"), ("snapshots", "done", "INTEGER"),
                   ("datasets", "used", "REAL"), ("sweeps", "owner", "TEXT"),
                   ("sweeps", "error", "TEXT"), ("sweeps", "started", "REAL"),
-                  ("jobs", "owner", "TEXT"), ("jobs", "lease", "REAL"))
+                  ("jobs", "owner", "TEXT"), ("jobs", "lease", "REAL"),
+                  ("rooms", "panel", "TEXT"), ("rooms", "panel_version", "TEXT"))
+# A presenter's live panel as its followers draw it (JSON); a larger one is not shared (its
+# followers then rerun their page at every change instead).
+MAX_PANEL_BYTES = 512 * 1024
 
 
 class StoreError(RuntimeError):
@@ -292,6 +298,13 @@ class RoomRecord:
     query: str
     seq: int
     alive: float
+    panel_version: str | None = None  # of the presenter's shared live panel (None: none)
+
+
+def _bounded_panel(panel: str | None, version: str | None) -> tuple[str | None, str | None]:
+    if panel is None or version is None or len(panel) > MAX_PANEL_BYTES:
+        return None, None
+    return panel, version
 
 
 def _job(row) -> JobRecord:
@@ -343,6 +356,9 @@ class Store:
     def _create_pg(self) -> None:
         with self._transaction() as db:  # replicas starting together create the tables once
             db.execute(_PG_SCHEMA)
+            for table, column, kind in _ADDED_COLUMNS:  # a database an older version made
+                kind = kind.replace("REAL", "DOUBLE PRECISION")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
 
     def _create(self) -> None:
         db = self._db
@@ -835,7 +851,8 @@ class Store:
     # -- rooms: a presenter's current view, followed by others ---------------------------------
     @_guarded
     def open_room(self, name: str, key: str, page: str, query: str, alive_for: float,
-                  max_rooms: int) -> str | None:
+                  max_rooms: int, panel: str | None = None,
+                  panel_version: str | None = None) -> str | None:
         """Open (or take again, with the same key) the room `name` showing page?query; None,
         or why not: another presenter holds it, or max_rooms rooms are open."""
         now = time.time()
@@ -849,20 +866,35 @@ class Store:
                 if count >= max_rooms:
                     return (f"{count} rooms are open on this server (the cap is {max_rooms}, "
                             "$DUALVIZ_MAX_ROOMS): try again when one has closed")
-            db.execute("INSERT INTO rooms (name, key, page, query, seq, alive, created) VALUES "
-                       "(?, ?, ?, ?, 0, ?, ?) ON CONFLICT (name) DO UPDATE SET key = "
-                       "excluded.key, page = excluded.page, query = excluded.query, "
-                       "seq = rooms.seq + 1, alive = excluded.alive",
-                       (name, key, page, query, now + alive_for, now))
+            panel, panel_version = _bounded_panel(panel, panel_version)
+            db.execute("INSERT INTO rooms (name, key, page, query, seq, alive, created, panel, "
+                       "panel_version) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT (name) DO "
+                       "UPDATE SET key = excluded.key, page = excluded.page, query = "
+                       "excluded.query, seq = rooms.seq + 1, alive = excluded.alive, panel = "
+                       "excluded.panel, panel_version = excluded.panel_version",
+                       (name, key, page, query, now + alive_for, now, panel, panel_version))
         return None
 
     @_guarded
-    def publish(self, name: str, key: str, page: str, query: str) -> bool:
-        """The presenter of `name` now shows page?query (no change: nothing written)."""
-        cursor = self._db.execute("UPDATE rooms SET page = ?, query = ?, seq = seq + 1 "
-                                  "WHERE name = ? AND key = ? AND (page <> ? OR query <> ?)",
-                                  (page, query, name, key, page, query))
+    def publish(self, name: str, key: str, page: str, query: str, panel: str | None = None,
+                panel_version: str | None = None) -> bool:
+        """The presenter of `name` now shows page?query (a new view: seq grows) and, for its
+        followers to draw, the live panel `panel` (JSON) at `panel_version`, or none. False
+        if nothing changed (nothing is written) or the room is not this presenter's."""
+        panel, panel_version = _bounded_panel(panel, panel_version)
+        cursor = self._db.execute(
+            "UPDATE rooms SET seq = seq + CASE WHEN page <> ? OR query <> ? THEN 1 ELSE 0 END, "
+            "page = ?, query = ?, panel = ?, panel_version = ? WHERE name = ? AND key = ? AND "
+            "(page <> ? OR query <> ? OR COALESCE(panel_version, '') <> ?)",
+            (page, query, page, query, panel, panel_version, name, key, page, query,
+             panel_version or ""))
         return cursor.rowcount > 0
+
+    @_guarded
+    def room_panel(self, name: str) -> str | None:
+        """The live panel the presenter of `name` shares (JSON), if any."""
+        row = self._db.execute("SELECT panel FROM rooms WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
 
     @_guarded
     def renew_room(self, name: str, key: str, alive_for: float) -> bool:
@@ -882,7 +914,8 @@ class Store:
         if not names:
             return {}
         rows = self._db.execute(
-            f"SELECT name, page, query, seq, alive FROM rooms WHERE alive >= ? AND name IN "
+            f"SELECT name, page, query, seq, alive, panel_version FROM rooms WHERE alive >= ? "
+            f"AND name IN "
             f"({','.join('?' * len(names))})", (time.time(), *names)).fetchall()
         return {row[0]: RoomRecord(*row) for row in rows}
 

@@ -19,8 +19,8 @@ from ..runner import known_at_once
 from ..service.jobs import JobView
 from ..service.store import StoreError
 from ..views import ROOM_KEYS
-from . import charts, live, state
-from .live_chart import Figure, Stream, live_panel
+from . import charts, live, rooms, state
+from .live_chart import Figure, Stream, for_followers, live_panel, panel_data
 
 # (experiment, its readout, its snapshots, its twin of the other architecture and the twin's
 # snapshots, the uploaded data set or None, the figure style) -> the panel's figures
@@ -127,8 +127,14 @@ def live_view(exp: Experiment, uploaded: Dataset | None, figures: Figures,
     version = "|".join(f"{v.record.hash}:{v.record.created}:{v.status in FINAL}:{v.status}"
                        for v in (featured, other))
     busy = any(v.status == JobStatus.BUSY for v in (featured, other))
-    live_panel("live", version, exp.hash, streams, metrics, drawn, presenter=presenter,
-               retry_after=live.BUSY_RETRY_SECONDS if busy else None, style=style)
+    retry_after = live.BUSY_RETRY_SECONDS if busy else None
+    live_panel("live", panel_data(version, exp.hash, streams, metrics, drawn,
+                                  presenter=presenter, retry_after=retry_after, style=style))
+    if rooms.sharing():  # followers draw this panel in their browsers, at a screen's scale
+        shared = drawn if style is SCREEN else figures(exp, now, snaps, counterpart,
+                                                       twin_snaps, uploaded, SCREEN)
+        rooms.share_panel(for_followers(panel_data(version, exp.hash, streams, metrics,
+                                                   shared)))
     row = st.container(horizontal=True)
     for fig in drawn:
         charts.downloads(fig.figure, fig.id, fig.id.removesuffix("_figure").replace("_", " "),

@@ -235,8 +235,9 @@ function openStream(root, i) {
     onState(root, i, JSON.parse(ev.data));
     source.close();
     stream.ended = true;
-    if (dv.streams.every((s, k) => s.ended || !dv.data.streams[k].url)) {
-      dv.setTriggerValue("ended", dv.data.version);  // one rerun draws the final result
+    // One rerun draws the final result; a follower's comes as the presenter's next panel.
+    if (!dv.data.room && dv.streams.every((s, k) => s.ended || !dv.data.streams[k].url)) {
+      dv.setTriggerValue("ended", dv.data.version);
     }
   });
   // EventSource reconnects by itself after a dropped connection, but not after an HTTP error
@@ -259,9 +260,75 @@ function closeStreams(root) {
   }
 }
 
+// A room's follower: the room's stream brings the presenter's view at every change, with the
+// live panel to draw (dualviz.service.rooms). A panel is drawn here, and the address becomes
+// the presenter's page and query, without a rerun; a view without one (a page with no live
+// panel) reruns the page, which moves there.
+function followRoom(root, room, setTriggerValue) {
+  const current = root.__room;
+  if (current && current.url === room.url && current.source) return;
+  if (current && current.source) current.source.close();
+  const follow = root.__room = { url: room.url, wait: 0, source: null };
+  const address = (page, query) => location.pathname.replace(/[^/]*$/, "") + page + "?" +
+    (query ? query + "&" : "") + "follow=" + encodeURIComponent(room.name);
+  const open = () => {
+    const source = follow.source = new EventSource(room.url);
+    source.addEventListener("view", (ev) => {
+      follow.wait = 0;
+      const view = JSON.parse(ev.data);
+      if (!view.panel) {
+        if (view.seq !== room.seq) setTriggerValue("moved", view.seq);
+        return;
+      }
+      history.replaceState(history.state, "", address(view.page, view.query));
+      root.dataset.roomSeq = String(view.seq);
+      if (!root.__dv || root.__dv.data.version !== view.panel.version) {
+        mount(root, { ...view.panel, room }, setTriggerValue);
+      }
+    });
+    source.addEventListener("closed", () => {
+      source.close(); follow.source = null; setTriggerValue("closed", true);
+    });
+    // EventSource retries a dropped connection by itself, not an HTTP error (a room that
+    // lapsed for a moment, a server at its cap): ask again 2, 4, ... up to 30 s apart.
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED || follow.source !== source) return;
+      follow.wait = Math.min(Math.max(2 * follow.wait, 2000), 30000);
+      setTimeout(() => { if (root.isConnected && follow.source === source) open(); },
+                 follow.wait * (0.75 + Math.random() / 2));
+    });
+  };
+  open();
+  // Streamlit removes the element of a run that no longer draws it (a follower that
+  // detached) without a cleanup call: the streams close once the element is gone.
+  const gone = setInterval(() => {
+    if (root.isConnected) return;
+    clearInterval(gone);
+    if (follow.source) follow.source.close();
+    follow.source = null;
+    closeStreams(root);
+  }, 1000);
+}
+
 export default function ({ data, parentElement, setTriggerValue }) {
   const root = parentElement.querySelector(".dv-live");
+  if (data.room) {
+    followRoom(root, data.room, setTriggerValue);
+    if (root.__dv && root.__dv.data.room) return;  // the room's stream is ahead of the page
+  } else if (root.__room && root.__room.source) {
+    root.__room.source.close();
+    root.__room = null;
+  }
   if (root.__dv && root.__dv.data.version === data.version) return;  // same run: keep streaming
+  mount(root, data, setTriggerValue);
+  return () => {
+    closeStreams(root);
+    if (root.__dv) clearInterval(root.__dv.clock);
+    if (root.__room && root.__room.source) root.__room.source.close();
+  };
+}
+
+function mount(root, data, setTriggerValue) {
   closeStreams(root);
   if (root.__dv && root.__dv.clock) clearInterval(root.__dv.clock);
   root.classList.toggle("dv-presenter", !!data.presenter);
@@ -302,5 +369,4 @@ export default function ({ data, parentElement, setTriggerValue }) {
   });
   root.__dv.clock = setInterval(() => renderCaption(root, data), 500);  // "running for ..."
   if (data.retry_after) setTimeout(() => setTriggerValue("retry", Date.now()), data.retry_after * 1000);
-  return () => { closeStreams(root); clearInterval(root.__dv.clock); };
 }

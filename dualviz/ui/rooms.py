@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from .. import limits
 from ..service.rooms import ROOM_ALIVE
 from ..service.store import StoreError
 from ..views import ROOM_KEYS, VIEWS, room_name
-from . import live, state
+from . import live, live_chart, state
 
 TOKEN_ENV = "DUALVIZ_PRESENTER_TOKEN"
 PUBLIC_URL_ENV = "DUALVIZ_PUBLIC_URL"
@@ -38,6 +39,8 @@ _PRESENTING = "_dv_presenting"  # the room this session presents (kept across pa
 _FOLLOWED = "_dv_followed"  # (room, seq, moves) of the presenter's view this session moved to
 MAX_MOVES = 3
 _DETACHED = "_dv_detached"
+_DETACH_TO = "_dv_detach_to"  # (page, query) a follower that pressed "Explore" moves to
+_SHARED = "_dv_shared_panel"  # present while presenting: this run's panel for followers
 _YES = ("1", "true", "yes", "on")
 
 _JS = r"""
@@ -101,6 +104,18 @@ def _room_stream():
 class RoomContext:
     presenting: str | None = None  # the room this run publishes to
     top: object | None = None  # where the presenter's panel goes (above the page)
+    followed: bool = False  # the page was replaced by the presenter's panel: do not run it
+
+
+def sharing() -> bool:
+    """This run presents a room: its live panel goes to the followers (share_panel)."""
+    return _SHARED in st.session_state
+
+
+def share_panel(data: dict) -> None:
+    """The live panel (live_chart.panel_data, as followers draw it) the room's followers get."""
+    if sharing():
+        st.session_state[_SHARED] = data
 
 
 def _yes(value: object) -> bool:
@@ -180,16 +195,28 @@ def _stop_presenting() -> None:
         st.query_params.pop(name, None)
 
 
-def _detach(room: str) -> None:
+def _detach(room: str, shown: tuple[str, str] | None = None) -> None:
+    """Stop following; a follower drawing the presenter's panel moves to that view (the
+    room's latest, or the one it was drawn with if the room has closed)."""
     st.session_state[_DETACHED] = room
     state.url_first()
     st.query_params.pop("follow", None)
+    if shown is not None:
+        with contextlib.suppress(StoreError):
+            record = live.manager().store.room(room)
+            shown = (record.page, record.query) if record is not None else shown
+        st.session_state[_DETACH_TO] = shown
 
 
 def before_page(page) -> RoomContext:
     """Before the page runs: a follower moves to the presenter's view; a presenter is
     authorised. Notes on invalid room names are shown."""
     ctx = RoomContext()
+    st.session_state.pop(_SHARED, None)
+    if (to := st.session_state.pop(_DETACH_TO, None)) is not None:
+        target = next((v for v in VIEWS if v.url_path == to[0]), None)
+        if target is not None:
+            st.switch_page(target.script, query_params=parse_qsl(to[1]))
     params = st.query_params.to_dict()
     room, notes = room_name("room", params.get("room"))
     follow, follow_notes = room_name("follow", params.get("follow"))
@@ -202,22 +229,31 @@ def before_page(page) -> RoomContext:
     if room and _yes(params.get("present")) and _authorise(room):
         ctx.presenting = room
         ctx.top = st.container()
+        st.session_state[_SHARED] = None
         return ctx
     if follow and st.session_state.get(_DETACHED) != follow:
-        _follow(page, follow)
+        ctx.followed = _follow(page, follow)
     return ctx
 
 
-def _follow(page, room: str) -> None:
+def _follow(page, room: str) -> bool:
+    """Show the presenter's view: its live panel, drawn and kept up to date in the browser
+    (True: the page is not run), or, for a page without one, the page itself (moved to)."""
+    store = live.manager().store
     try:
-        record = live.manager().store.room(room)
+        record = store.room(room)
+        panel = store.room_panel(room) if record is not None and record.panel_version else None
     except StoreError as exc:
         st.info(f"Room '{room}' cannot be read now ({exc}); this page is shown on its own.")
-        return
+        return False
     if record is None:
         st.info(f"Room '{room}' is not open (its presenter is not connected): this page is "
                 "shown on its own.")
-        return
+        return False
+    if panel is not None:
+        with contextlib.suppress(ValueError):
+            _follow_panel(room, record, json.loads(panel))
+            return True
     # The presenter's view is the truth while following: a run that shows another (a rerun
     # request the browser sent before it drew the last move) moves again, MAX_MOVES times
     # per change at most (a view this server would not reproduce cannot loop).
@@ -246,6 +282,21 @@ def _follow(page, room: str) -> None:
     right.button("Explore on my own", on_click=_detach, args=(room,), key="dv_detach")
 
 
+def _follow_panel(room: str, record, panel: dict) -> None:
+    """The presenter's live panel, followed in the browser: each new one the room's stream
+    brings is drawn there (and the address becomes the presenter's page and query) without a
+    rerun of this script; a view without a panel makes it rerun (`moved`)."""
+    left, right = st.columns([4, 1])
+    left.caption(f"Following room **{room}**: this page shows the presenter's, live. "
+                 "Explore on my own for its controls and notes.")
+    right.button("Explore on my own", on_click=_detach, key="dv_detach",
+                 args=(room, (record.page, record.query)))
+    result = live_chart.live_panel("live", panel, room={
+        "name": room, "url": f"/api/rooms/{room}/events", "seq": record.seq})
+    if getattr(result, "closed", None):
+        st.info(f"Room '{room}' closed: its presenter left.")
+
+
 def after_page(ctx: RoomContext, page) -> None:
     """After the page ran (its controls wrote the URL): the presenter publishes the view and
     sees the follow link, its QR code and the followers."""
@@ -255,17 +306,21 @@ def after_page(ctx: RoomContext, page) -> None:
     keys = st.session_state.setdefault(_KEYS, {})
     key = keys.setdefault(room, secrets.token_urlsafe(24))
     page_path, query = _page_path(page), _view_query()
+    shared = st.session_state.pop(_SHARED, None)
+    panel = json.dumps(shared, separators=(",", ":")) if shared else None
+    version = shared["version"] if shared else None
     store = live.manager().store
     try:
         if st.session_state.get(_PRESENTING) == room:
-            if not store.publish(room, key, page_path, query) and store.room(room) is None:
+            if not store.publish(room, key, page_path, query, panel, version) \
+                    and store.room(room) is None:
                 refused = store.open_room(room, key, page_path, query, ROOM_ALIVE,
-                                          limits.max_rooms())
+                                          limits.max_rooms(), panel, version)
             else:
                 refused = None
         else:
             refused = store.open_room(room, key, page_path, query, ROOM_ALIVE,
-                                      limits.max_rooms())
+                                      limits.max_rooms(), panel, version)
     except StoreError as exc:
         refused = str(exc)
     with ctx.top:
