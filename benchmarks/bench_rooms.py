@@ -12,10 +12,11 @@ sticky cookie `dualviz_replica`), with DUALVIZ_PRESENTER_TOKEN set, then:
   Each is Streamlit's websocket protocol (benchmarks/load_sessions.py's client code, no
   rendering): it first GETs ``/`` through haproxy for its sticky cookie (so the followers
   spread over both replicas), sends every request with it, opens ``/?follow=NAME``, follows
-  the room's event stream (``/api/rooms/NAME/events``) and, at each ``view`` event with a new
-  sequence number, reruns with that event's page and query (plus ``follow=NAME``) as the
-  browser's room component makes its page do; it follows the job streams its live panel shows
-  (closing those of an experiment it left) and reruns once they all ended, as the panel does;
+  the room's event stream (``/api/rooms/NAME/events``) as the browser's live panel does: a
+  ``view`` event with the presenter's panel is drawn at once (the panel's experiment shown,
+  its job streams followed, no rerun); one without a panel and with a new sequence number
+  reruns with that event's page and query (plus ``follow=NAME``); a page's own panel (not a
+  follower's) reruns once all its job streams ended, as the panel does;
 * once every follower shows the first experiment (or ``--settle`` s passed), the presenter
   moves the "Depth L" slider one step, ``--changes`` times (default 5), each time waiting until
   every follower shows the new experiment or ``--change-timeout`` s passed, then ``--pause`` s.
@@ -118,7 +119,8 @@ async def run_follower(f: Follower, base: str, stop: asyncio.Event) -> None:
     headers = {"Cookie": f"{COOKIE}={f.replica}"}
     f.job.started_wall = time.time()
     view = {"page": "", "query": urlencode({"follow": ROOM}), "seq": None}
-    panel: dict[str, Any] = {"experiment": None, "streams": {}, "asked": None}
+    panel: dict[str, Any] = {"experiment": None, "streams": {}, "asked": None,
+                             "following": False}
     ended: dict[str, dict] = {}
     tasks: set[asyncio.Task] = set()
 
@@ -142,9 +144,14 @@ async def run_follower(f: Follower, base: str, stop: asyncio.Event) -> None:
                         async for event, data, _ in sse_events(base, base + url, 0, headers):
                             if event == "view":
                                 f.views += 1
-                                if data["seq"] != view["seq"]:
+                                if data.get("panel"):  # drawn in the browser: no rerun
+                                    view.update(seq=data["seq"], page=data["page"],
+                                                query=data["query"])
+                                    show_panel(data["panel"], following=True)
+                                elif data["seq"] != view["seq"]:
                                     first = view["seq"] is None
-                                    view.update(data)
+                                    view.update(seq=data["seq"], page=data["page"],
+                                                query=data["query"])
                                     if not first:  # the page's own seq: no move (as the JS)
                                         f.moves += 1
                                         await ws.send(rerun_request(view_query(), view["page"]))
@@ -160,9 +167,38 @@ async def run_follower(f: Follower, base: str, stop: asyncio.Event) -> None:
                 await follow_stream(f.job, base, base + url, cursor, ended, headers)
                 streams = panel["streams"]
                 if streams and all(u.split("/api/jobs/")[1].split("/")[0] in ended
-                                   for u in streams) and panel["asked"] != set(streams):
+                                   for u in streams) and panel["asked"] != set(streams) \
+                        and not panel["following"]:  # a follower waits for the next panel
                     panel["asked"] = set(streams)  # every stream ended: one rerun
                     await ws.send(rerun_request(view_query(), view["page"]))
+
+            def show_panel(data: dict, following: bool) -> None:
+                """A live panel reached this follower (its page's, or the room's): it shows
+                the panel's experiment and follows the job streams it names."""
+                nonlocal room_task
+                room = data.get("room")
+                if room and room_task is None:  # the panel follows the room itself
+                    view["seq"] = room["seq"]
+                    room_task = asyncio.create_task(follow_room(room["url"]))
+                    tasks.add(room_task)
+                following = following or bool(room)
+                experiment = data["experiment"]
+                f.shown.setdefault(experiment, time.time())
+                if experiment != panel["experiment"]:  # the panel moved: its old streams close
+                    panel.update(experiment=experiment, streams={}, asked=None)
+                    for task in [t for t in tasks if t is not room_task]:
+                        task.cancel()
+                        tasks.discard(task)
+                panel["following"] = following
+                for stream in data["streams"]:
+                    url = stream["url"]
+                    if url and url not in panel["streams"]:
+                        cursor = int(urlsplit(url).query.split("after=")[1].split("&")[0])
+                        task = asyncio.create_task(follow_job(url, cursor))
+                        panel["streams"][url] = task
+                        tasks.add(task)
+                if any(s["status"].startswith("failed") for s in data["streams"]):
+                    f.failed = f"a job failed: {panel_caption(data)}"[:300]
 
             room_task = None
             while not stop.is_set():
@@ -187,24 +223,8 @@ async def run_follower(f: Follower, base: str, stop: asyncio.Event) -> None:
                             tasks.add(room_task)
                         continue
                 data = live_panel(message)
-                if data is None:
-                    continue
-                experiment = data["experiment"]
-                f.shown.setdefault(experiment, time.time())
-                if experiment != panel["experiment"]:  # the panel moved: its old streams close
-                    panel.update(experiment=experiment, streams={}, asked=None)
-                    for task in [t for t in tasks if t is not room_task]:
-                        task.cancel()
-                        tasks.discard(task)
-                for stream in data["streams"]:
-                    url = stream["url"]
-                    if url and url not in panel["streams"]:
-                        cursor = int(urlsplit(url).query.split("after=")[1].split("&")[0])
-                        task = asyncio.create_task(follow_job(url, cursor))
-                        panel["streams"][url] = task
-                        tasks.add(task)
-                if any(s["status"].startswith("failed") for s in data["streams"]):
-                    f.failed = f"a job failed: {panel_caption(data)}"[:300]
+                if data is not None:
+                    show_panel(data, following=False)
     except Exception as exc:  # a refused or dropped connection is a result, not a crash
         f.failed = f.failed or f"websocket: {type(exc).__name__}: {exc}".splitlines()[0][:300]
     finally:
