@@ -51,6 +51,7 @@ from dualviz.testing import (
     streamlit_server,
     wait_for_settled,
     wait_for_state,
+    wait_until_warm,
 )
 
 RUN_TIMEOUT = 180.0  # seconds for one job pair to finish
@@ -312,7 +313,8 @@ def main() -> None:
         data_dir = Path(tmp)
         started = time.monotonic()
         with streamlit_server(data_dir) as server, sync_playwright() as playwright:
-            print(f"server up in {time.monotonic() - started:.1f} s at {server.url}")
+            print(f"server up in {time.monotonic() - started:.1f} s at {server.url}; its solvers "
+                  f"warm {wait_until_warm(server.url):.1f} s later")
             browser = launch_chromium(playwright)
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             context.add_init_script(TRACE_JS)

@@ -75,6 +75,7 @@ from dualviz.testing import (
     launch_chromium,
     parse_caption,
     streamlit_server,
+    wait_until_warm,
 )
 from dualviz.views import LINEAR
 
@@ -771,7 +772,9 @@ def run_scenario(name: str, queries: list[dict[str, str]], path: str, env: dict[
         t = time.monotonic()
         with streamlit_server(data_dir, log_path=log_path, extra_env=env) as server:
             print(f"server up in {time.monotonic() - t:.1f} s at {server.url} "
-                  f"(pid {server.process.pid}, data {data_dir})", flush=True)
+                  f"(pid {server.process.pid}, data {data_dir}); its solvers warm "
+                  f"{wait_until_warm(server.url):.1f} s later (the sessions arrive then)",
+                  flush=True)
             urls = [(f"{server.url}{path}?{urlencode(q)}", pair_hashes(q)[0]) for q in queries]
             with Sampler(server.process.pid, db_path) as sampler:
                 sessions, took = asyncio.run(run_sessions(urls, timeout, client, arrival))

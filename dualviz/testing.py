@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -138,6 +139,19 @@ class Server:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until_warm(server_url: str, timeout: float = 120.0) -> float:
+    """Seconds until the server's job launcher is warm (/api/stats says so): a lecture's
+    server is up before its hall arrives, so benchmarks measure a warm one."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(OSError, ValueError), \
+                urllib.request.urlopen(f"{server_url}/api/stats", timeout=5) as answer:
+            if json.loads(answer.read()).get("warm"):
+                return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"the job launcher of {server_url} was not warm after {timeout:g} s")
 
 
 def _healthy(url: str) -> bool:

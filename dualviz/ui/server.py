@@ -6,7 +6,8 @@
   are bounded; no cross-origin access is granted (no CORS headers).
 - ``GET /vendor/plotly.min.js``: Plotly.js from the installed plotly package (the app loads
   nothing from a CDN: it works on a lecture hall's Wi-Fi and offline).
-- ``GET /api/stats``: how many streams are open (the tests check that a closed tab's ends).
+- ``GET /api/stats``: how many streams are open (the tests check that a closed tab's ends)
+  and whether the job launcher is warm (its solvers imported: benchmarks wait for it).
 - ``GET /api/rooms/{name}/events``: a follower's stream of a presenter's room
   (dualviz.service.rooms): a ``view`` event at every change of the presenter's page or query.
   ``GET /api/rooms/{name}/presence?key=K``: the presenter's, with K the room's own key (never
@@ -169,7 +170,8 @@ async def _plotly_js(request):
 
 
 async def _stats(request):
-    return JSONResponse({**broadcaster().stats(), **rooms().stats()})
+    return JSONResponse({**broadcaster().stats(), **rooms().stats(),
+                         "warm": live.manager().ready.is_set()})
 
 
 def build_app() -> st.App:
