@@ -6,9 +6,12 @@
   link as a large QR code and the number of followers. Without the variable presenting is off,
   and the page says so. The token never leaves the session: the follow link carries the room's
   name only, and the presenter's connection proves itself with a random key of the room.
-- ``?follow=NAME`` on any page: the page moves to the presenter's current page and query
-  (in-app, the session kept) and follows each change pushed by the room's event stream
-  (dualviz.service.rooms); "Explore on my own" detaches (the URL keeps the last view).
+- ``?follow=NAME`` on any page: the page shows the presenter's current view and follows each
+  change pushed by the room's event stream (dualviz.service.rooms). Where the presenter's
+  page has a live panel, the presenter shares it (share_panel) and the follower draws that
+  panel only: its browser takes each new one from the stream, with no rerun here. Any other
+  page the follower moves to (in-app, the session kept) and runs. "Explore on my own"
+  detaches: the page runs, with its controls, at the last view.
 """
 
 from __future__ import annotations
@@ -250,10 +253,13 @@ def _follow(page, room: str) -> bool:
         st.info(f"Room '{room}' is not open (its presenter is not connected): this page is "
                 "shown on its own.")
         return False
-    if panel is not None:
-        with contextlib.suppress(ValueError):
-            _follow_panel(room, record, json.loads(panel))
-            return True
+    try:
+        shared = json.loads(panel) if panel is not None else None
+    except ValueError:
+        shared = None  # not a panel this server wrote: follow the page instead
+    if shared is not None:
+        _follow_panel(room, record, shared)
+        return True
     # The presenter's view is the truth while following: a run that shows another (a rerun
     # request the browser sent before it drew the last move) moves again, MAX_MOVES times
     # per change at most (a view this server would not reproduce cannot loop).
