@@ -167,6 +167,23 @@ def test_a_room_shares_its_presenters_live_panel_bounded_in_size(store):
     assert not store.publish("lecture", "key-2", "explorer", "L=5", '{"v": 4}', "v4")
 
 
+def test_a_store_an_older_version_made_gains_the_rooms_panel_columns(tmp_path, store):
+    store.open_room("lecture", "key-1", "explorer", "L=3", 30.0, 2)
+    with store._transaction() as db:  # as the version before shared panels left it
+        for column in ("panel", "panel_version"):
+            db.execute(f"ALTER TABLE rooms DROP COLUMN {column}")
+        if not store.shared:
+            db.execute("PRAGMA user_version=3")
+    store.close()
+    again = Store(tmp_path)
+    try:
+        assert again.room("lecture").panel_version is None  # the room kept, the columns back
+        assert again.publish("lecture", "key-1", "explorer", "L=3", '{"v": 1}', "v1")
+        assert again.room_panel("lecture") == '{"v": 1}'
+    finally:
+        again.close()
+
+
 def test_a_room_whose_presenter_stopped_renewing_is_gone(store):
     store.open_room("lecture", "k", "", "", alive_for=-1.0, max_rooms=5)
     assert store.room("lecture") is None

@@ -356,9 +356,16 @@ class Store:
     def _create_pg(self) -> None:
         with self._transaction() as db:  # replicas starting together create the tables once
             db.execute(_PG_SCHEMA)
-            for table, column, kind in _ADDED_COLUMNS:  # a database an older version made
-                kind = kind.replace("REAL", "DOUBLE PRECISION")
-                db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            # Columns a database made by an older version lacks. Only those are altered: an
+            # ALTER TABLE locks its table exclusively even when the column exists, and would
+            # stall (and time out) every replica's work on it while one starts.
+            present = set(db.execute("SELECT table_name, column_name FROM "
+                                     "information_schema.columns WHERE table_schema = "
+                                     "current_schema()").fetchall())
+            for table, column, kind in _ADDED_COLUMNS:
+                if (table, column) not in present:
+                    kind = kind.replace("REAL", "DOUBLE PRECISION")
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _create(self) -> None:
         db = self._db
