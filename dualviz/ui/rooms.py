@@ -292,11 +292,11 @@ def _follow_panel(room: str, record, panel: dict) -> None:
     """The presenter's live panel, followed in the browser: each new one the room's stream
     brings is drawn there (and the address becomes the presenter's page and query) without a
     rerun of this script; a view without a panel makes it rerun (`moved`)."""
-    left, right = st.columns([4, 1])
-    left.caption(f"Following room **{room}**: this page shows the presenter's, live. "
-                 "Explore on my own for its controls and notes.")
-    right.button("Explore on my own", on_click=_detach, key="dv_detach",
-                 args=(room, (record.page, record.query)))
+    row = st.container(horizontal=True, vertical_alignment="center")
+    row.caption(f"Following room **{room}**: this page shows the presenter's, live. "
+                "Explore on my own for its controls and notes.")
+    row.button("Explore on my own", on_click=_detach, key="dv_detach",
+               args=(room, (record.page, record.query)), width="content")
     result = live_chart.live_panel("live", panel, room={
         "name": room, "url": f"/api/rooms/{room}/events", "seq": record.seq})
     if getattr(result, "closed", None):
