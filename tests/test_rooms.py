@@ -177,6 +177,11 @@ def test_a_presenter_and_two_followers_on_two_replicas(tmp_path, backend, reques
         assert view_of(first) == view_of(presenter)
         assert view_of(second) == kept
         wait_for(lambda: followers(presenter) == 1, 30, what="the presenter sees 1 follower")
+        # a page without a live panel: the follower's page moves there and runs
+        presenter.get_by_role("link", name="Theory").click()
+        wait_for(lambda: view_of(first)[0] == view_of(presenter)[0] == "/Theory", 30,
+                 what="the follower moves to the presenter's Theory page")
+        assert view_of(second) == kept
 
 
 def test_presenting_without_the_operators_token_is_off_with_a_message(tmp_path, browser):

@@ -263,19 +263,14 @@ function closeStreams(root) {
 // A room's follower: the room's stream brings the presenter's view at every change, with the
 // live panel to draw (dualviz.service.rooms). A panel is drawn here, and the address becomes
 // the presenter's page and query, without a rerun; a view without one (a page with no live
-// panel) reruns the page, which moves there.
+// panel) reruns the page, which moves there. (openRoomStream: room_stream.js, prepended.)
 function followRoom(root, room, setTriggerValue) {
-  const current = root.__room;
-  if (current && current.url === room.url && current.source) return;
-  if (current && current.source) current.source.close();
-  const follow = root.__room = { url: room.url, wait: 0, source: null };
+  if (root.__room && root.__room.url === room.url && !root.__room.stream.closed) return;
+  if (root.__room) root.__room.stream.close();
   const address = (page, query) => location.pathname.replace(/[^/]*$/, "") + page + "?" +
     (query ? query + "&" : "") + "follow=" + encodeURIComponent(room.name);
-  const open = () => {
-    const source = follow.source = new EventSource(room.url);
-    source.addEventListener("view", (ev) => {
-      follow.wait = 0;
-      const view = JSON.parse(ev.data);
+  const stream = openRoomStream(room.url, root, {
+    view: (view) => {
       if (!view.panel) {
         if (view.seq !== room.seq) setTriggerValue("moved", view.seq);
         return;
@@ -285,27 +280,13 @@ function followRoom(root, room, setTriggerValue) {
       if (!root.__dv || root.__dv.data.version !== view.panel.version) {
         mount(root, { ...view.panel, room }, setTriggerValue);
       }
-    });
-    source.addEventListener("closed", () => {
-      source.close(); follow.source = null; setTriggerValue("closed", true);
-    });
-    // EventSource retries a dropped connection by itself, not an HTTP error (a room that
-    // lapsed for a moment, a server at its cap): ask again 2, 4, ... up to 30 s apart.
-    source.addEventListener("error", () => {
-      if (source.readyState !== EventSource.CLOSED || follow.source !== source) return;
-      follow.wait = Math.min(Math.max(2 * follow.wait, 2000), 30000);
-      setTimeout(() => { if (root.isConnected && follow.source === source) open(); },
-                 follow.wait * (0.75 + Math.random() / 2));
-    });
-  };
-  open();
-  // Streamlit removes the element of a run that no longer draws it (a follower that
-  // detached) without a cleanup call: the streams close once the element is gone.
-  const gone = setInterval(() => {
+    },
+    closed: () => { stream.close(); setTriggerValue("closed", true); },
+  });
+  root.__room = { url: room.url, stream };
+  const gone = setInterval(() => {  // the panel's job streams go with the element too
     if (root.isConnected) return;
     clearInterval(gone);
-    if (follow.source) follow.source.close();
-    follow.source = null;
     closeStreams(root);
   }, 1000);
 }
@@ -315,8 +296,8 @@ export default function ({ data, parentElement, setTriggerValue }) {
   if (data.room) {
     followRoom(root, data.room, setTriggerValue);
     if (root.__dv && root.__dv.data.room) return;  // the room's stream is ahead of the page
-  } else if (root.__room && root.__room.source) {
-    root.__room.source.close();
+  } else if (root.__room) {
+    root.__room.stream.close();
     root.__room = null;
   }
   if (root.__dv && root.__dv.data.version === data.version) return;  // same run: keep streaming
@@ -324,7 +305,7 @@ export default function ({ data, parentElement, setTriggerValue }) {
   return () => {
     closeStreams(root);
     if (root.__dv) clearInterval(root.__dv.clock);
-    if (root.__room && root.__room.source) root.__room.source.close();
+    if (root.__room) root.__room.stream.close();
   };
 }
 

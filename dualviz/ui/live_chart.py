@@ -29,7 +29,8 @@ _COMPONENT = st.components.v2.component(
     "dualviz_live", html='<div class="dv-live"><div class="dv-caption" '
                          'data-testid="stCaptionContainer"><p></p></div>'
                          '<div class="dv-metrics"></div><div class="dv-figures"></div></div>',
-    css=(_HERE / "live_chart.css").read_text(), js=(_HERE / "live_chart.js").read_text(),
+    css=(_HERE / "live_chart.css").read_text(),
+    js=(_HERE / "room_stream.js").read_text() + (_HERE / "live_chart.js").read_text(),
     isolate_styles=False)  # Plotly puts its CSS in the document's head
 
 

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import streamlit as st
@@ -46,48 +47,31 @@ _DETACH_TO = "_dv_detach_to"  # (page, query) a follower that pressed "Explore" 
 _SHARED = "_dv_shared_panel"  # present while presenting: this run's panel for followers
 _YES = ("1", "true", "yes", "on")
 
-_JS = r"""
+# The room component: the follower's stream on a page without a live panel (a change reruns
+# the page, which moves there) and the presenter's, which shows the number of followers.
+_JS = (Path(__file__).parent / "room_stream.js").read_text() + r"""
 export default function ({ data, parentElement, setTriggerValue }) {
   const el = parentElement.querySelector(".dv-room");
   el.__seq = data.seq;                               // the presenter's view this page shows
-  if (el.__es && el.__url === data.url) return;      // called again on new data: keep the stream
-  if (el.__es) el.__es.close();
+  if (el.__stream && !el.__stream.closed && el.__url === data.url) return;  // keep it
+  if (el.__stream) el.__stream.close();
   el.__url = data.url;
-  el.__wait = 0;
-  const open = () => {
-    const es = el.__es = new EventSource(data.url);
-    es.addEventListener("view", (ev) => {
-      el.__wait = 0;
+  const stream = el.__stream = openRoomStream(data.url, el, {
+    view: (view) => {
       // the presenter changed its view: the script reruns and moves there (in-app, no reload)
-      const seq = JSON.parse(ev.data).seq;
-      if (data.follow && seq !== el.__seq) { el.__seq = seq; setTriggerValue("moved", seq); }
-    });
-    es.addEventListener("followers", (ev) => {
-      el.__wait = 0;
-      const n = JSON.parse(ev.data).count;
-      el.querySelector(".dv-count").textContent = n + (n === 1 ? " follower" : " followers");
-      el.dataset.followers = n;
-    });
-    es.addEventListener("closed", () => {
-      es.close(); el.__es = null; el.__url = null; setTriggerValue("closed", true);
-    });
-    // EventSource retries a dropped connection by itself, not an HTTP error: a room that
-    // lapsed for a moment (404) or a server at its stream cap (503). Ask again, 2 s, 4 s, ...
-    // up to 30 s apart, while this page still shows the stream.
-    es.addEventListener("error", () => {
-      if (es.readyState !== EventSource.CLOSED || el.__es !== es) return;
-      el.__wait = Math.min(Math.max(2 * el.__wait, 2000), 30000);
-      setTimeout(() => { if (el.isConnected && el.__es === es) open(); },
-                 el.__wait * (0.75 + Math.random() / 2));
-    });
-  };
-  open();
-  // Streamlit removes the element of a run that no longer draws it (a follower detached)
-  // without calling the cleanup below: the stream closes once the element is gone.
-  const gone = setInterval(() => {
-    if (!el.isConnected) { if (el.__es) el.__es.close(); el.__es = null; clearInterval(gone); }
-  }, 1000);
-  return () => { if (el.__es) el.__es.close(); el.__es = null; el.__url = null; };
+      if (data.follow && view.seq !== el.__seq) {
+        el.__seq = view.seq;
+        setTriggerValue("moved", view.seq);
+      }
+    },
+    followers: ({ count }) => {
+      const text = count + (count === 1 ? " follower" : " followers");
+      el.querySelector(".dv-count").textContent = text;
+      el.dataset.followers = count;
+    },
+    closed: () => { stream.close(); el.__url = null; setTriggerValue("closed", true); },
+  });
+  return () => { stream.close(); el.__url = null; };
 }
 """
 _CSS = ".dv-room {font-size: 1.4rem; font-weight: 600;}"
