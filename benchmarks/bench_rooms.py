@@ -13,10 +13,11 @@ sticky cookie `dualviz_replica`), with DUALVIZ_PRESENTER_TOKEN set, then:
   rendering): it first GETs ``/`` through haproxy for its sticky cookie (so the followers
   spread over both replicas), sends every request with it, opens ``/?follow=NAME``, follows
   the room's event stream (``/api/rooms/NAME/events``) as the browser's live panel does: a
-  ``view`` event with the presenter's panel is drawn at once (the panel's experiment shown,
-  its job streams followed, no rerun); one without a panel and with a new sequence number
-  reruns with that event's page and query (plus ``follow=NAME``); a page's own panel (not a
-  follower's) reruns once all its job streams ended, as the panel does;
+  ``view`` event with the presenter's panel on the page it shows is drawn at once (the
+  panel's experiment shown, its job streams followed, no rerun); one on another page or
+  without a panel, with a new sequence number, reruns with that event's page and query (plus
+  ``follow=NAME``); a page's own panel (not a follower's) reruns once all its job streams
+  ended, as the panel does;
 * once every follower shows the first experiment (or ``--settle`` s passed), the presenter
   moves the "Depth L" slider one step, ``--changes`` times (default 5), each time waiting until
   every follower shows the new experiment or ``--change-timeout`` s passed, then ``--pause`` s.
@@ -120,7 +121,7 @@ async def run_follower(f: Follower, base: str, stop: asyncio.Event) -> None:
     f.job.started_wall = time.time()
     view = {"page": "", "query": urlencode({"follow": ROOM}), "seq": None}
     panel: dict[str, Any] = {"experiment": None, "streams": {}, "asked": None,
-                             "following": False}
+                             "following": False, "page": None}
     ended: dict[str, dict] = {}
     tasks: set[asyncio.Task] = set()
 
@@ -144,7 +145,8 @@ async def run_follower(f: Follower, base: str, stop: asyncio.Event) -> None:
                         async for event, data, _ in sse_events(base, base + url, 0, headers):
                             if event == "view":
                                 f.views += 1
-                                if data.get("panel"):  # drawn in the browser: no rerun
+                                if data.get("panel") and data["page"] == panel["page"]:
+                                    # drawn in the browser: no rerun
                                     view.update(seq=data["seq"], page=data["page"],
                                                 query=data["query"])
                                     show_panel(data["panel"], following=True)
@@ -182,6 +184,8 @@ async def run_follower(f: Follower, base: str, stop: asyncio.Event) -> None:
                     room_task = asyncio.create_task(follow_room(room["url"]))
                     tasks.add(room_task)
                 following = following or bool(room)
+                if room:
+                    panel["page"] = room["page"]
                 experiment = data["experiment"]
                 f.shown.setdefault(experiment, time.time())
                 if experiment != panel["experiment"]:  # the panel moved: its old streams close

@@ -262,8 +262,8 @@ function closeStreams(root) {
 
 // A room's follower: the room's stream brings the presenter's view at every change, with the
 // live panel to draw (dualviz.service.rooms). A panel is drawn here, and the address becomes
-// the presenter's page and query, without a rerun; a view without one (a page with no live
-// panel) reruns the page, which moves there. (openRoomStream: room_stream.js, prepended.)
+// the presenter's query, without a rerun; a view on another page, or without a panel (a page
+// with no live panel), reruns the page, which moves there. (openRoomStream: room_stream.js.)
 function followRoom(root, room, setTriggerValue) {
   if (root.__room && root.__room.url === room.url && !root.__room.stream.closed) return;
   if (root.__room) root.__room.stream.close();
@@ -271,7 +271,7 @@ function followRoom(root, room, setTriggerValue) {
     (query ? query + "&" : "") + "follow=" + encodeURIComponent(room.name);
   const stream = openRoomStream(room.url, root, {
     view: (view) => {
-      if (!view.panel) {
+      if (!view.panel || view.page !== room.page) {  // another page: the page moves there
         if (view.seq !== room.seq) setTriggerValue("moved", view.seq);
         return;
       }

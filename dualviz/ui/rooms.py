@@ -241,12 +241,13 @@ def _follow(page, room: str) -> bool:
         shared = json.loads(panel) if panel is not None else None
     except ValueError:
         shared = None  # not a panel this server wrote: follow the page instead
-    if shared is not None:
+    if shared is not None and _page_path(page) == record.page:
         _follow_panel(room, record, shared)
         return True
     # The presenter's view is the truth while following: a run that shows another (a rerun
     # request the browser sent before it drew the last move) moves again, MAX_MOVES times
-    # per change at most (a view this server would not reproduce cannot loop).
+    # per change at most (a view this server would not reproduce cannot loop). A follower of
+    # a live panel moves to its page only (the menu then names it); the panel brings the rest.
     state.url_first()
     moves = st.session_state.get(_FOLLOWED)
     moves = moves[2] if moves and moves[:2] == (room, record.seq) else 0
@@ -275,14 +276,16 @@ def _follow(page, room: str) -> bool:
 def _follow_panel(room: str, record, panel: dict) -> None:
     """The presenter's live panel, followed in the browser: each new one the room's stream
     brings is drawn there (and the address becomes the presenter's page and query) without a
-    rerun of this script; a view without a panel makes it rerun (`moved`)."""
+    rerun of this script; a view on another page, or without a panel, makes it rerun
+    (`moved`): the page moves there."""
     row = st.container(horizontal=True, vertical_alignment="center")
     row.caption(f"Following room **{room}**: this page shows the presenter's, live. "
                 "Explore on my own for its controls and notes.")
     row.button("Explore on my own", on_click=_detach, key="dv_detach",
                args=(room, (record.page, record.query)), width="content")
     result = live_chart.live_panel("live", panel, room={
-        "name": room, "url": f"/api/rooms/{room}/events", "seq": record.seq})
+        "name": room, "url": f"/api/rooms/{room}/events", "seq": record.seq,
+        "page": record.page})
     if getattr(result, "closed", None):
         st.info(f"Room '{room}' closed: its presenter left.")
 
