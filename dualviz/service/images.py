@@ -107,9 +107,13 @@ class Renderer:
     def _start(self) -> None:
         from kaleido import Kaleido
 
-        self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, name="dualviz-images",
-                         daemon=True).start()
+        loop = self._loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            loop.run_forever()  # until _close stops it
+            loop.close()
+
+        threading.Thread(target=serve, name="dualviz-images", daemon=True).start()
 
         async def open_browser() -> Any:
             browser = Kaleido(n=1, timeout=RENDER_SECONDS, page_generator=offline_page())
