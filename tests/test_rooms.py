@@ -177,6 +177,12 @@ def test_a_presenter_and_two_followers_on_two_replicas(tmp_path, backend, reques
         assert view_of(first) == view_of(presenter)
         assert view_of(second) == kept
         wait_for(lambda: followers(presenter) == 1, 30, what="the presenter sees 1 follower")
+        # another page with a live panel: the follower moves there and draws its panel
+        presenter.get_by_role("link", name="ReLU networks").click()
+        wait_for(lambda: view_of(first)[0] == view_of(presenter)[0] == "/ReLU_networks", 30,
+                 what="the follower moves to the presenter's ReLU page")
+        wait_for(lambda: shown_experiment(first) == shown_experiment(presenter), 30,
+                 what="the follower draws the presenter's ReLU experiment")
         # a page without a live panel: the follower's page moves there and runs
         presenter.get_by_role("link", name="Theory").click()
         wait_for(lambda: view_of(first)[0] == view_of(presenter)[0] == "/Theory", 30,

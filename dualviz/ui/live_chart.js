@@ -265,25 +265,32 @@ function closeStreams(root) {
 // the presenter's query, without a rerun; a view on another page, or without a panel (a page
 // with no live panel), reruns the page, which moves there. (openRoomStream: room_stream.js.)
 function followRoom(root, room, setTriggerValue) {
-  if (root.__room && root.__room.url === room.url && !root.__room.stream.closed) return;
-  if (root.__room) root.__room.stream.close();
+  const current = root.__room;
+  if (current && current.url === room.url && !current.stream.closed) {
+    // The page ran again (it moved to the presenter's page): the stream stays, and what it
+    // is compared with becomes what this run shows.
+    Object.assign(current, { room, setTriggerValue });
+    return;
+  }
+  if (current) current.stream.close();
   const address = (page, query) => location.pathname.replace(/[^/]*$/, "") + page + "?" +
     (query ? query + "&" : "") + "follow=" + encodeURIComponent(room.name);
-  const stream = openRoomStream(room.url, root, {
+  const follow = root.__room = { url: room.url, room, setTriggerValue, stream: null };
+  follow.stream = openRoomStream(room.url, root, {
     view: (view) => {
-      if (!view.panel || view.page !== room.page) {  // another page: the page moves there
-        if (view.seq !== room.seq) setTriggerValue("moved", view.seq);
+      const shown = follow.room;
+      if (!view.panel || view.page !== shown.page) {  // another page: the page moves there
+        if (view.seq !== shown.seq) follow.setTriggerValue("moved", view.seq);
         return;
       }
       history.replaceState(history.state, "", address(view.page, view.query));
       root.dataset.roomSeq = String(view.seq);
       if (!root.__dv || root.__dv.data.version !== view.panel.version) {
-        mount(root, { ...view.panel, room }, setTriggerValue);
+        mount(root, { ...view.panel, room: shown }, follow.setTriggerValue);
       }
     },
-    closed: () => { stream.close(); setTriggerValue("closed", true); },
+    closed: () => { follow.stream.close(); follow.setTriggerValue("closed", true); },
   });
-  root.__room = { url: room.url, stream };
   const gone = setInterval(() => {  // the panel's job streams go with the element too
     if (root.isConnected) return;
     clearInterval(gone);
@@ -295,7 +302,8 @@ export default function ({ data, parentElement, setTriggerValue }) {
   const root = parentElement.querySelector(".dv-live");
   if (data.room) {
     followRoom(root, data.room, setTriggerValue);
-    if (root.__dv && root.__dv.data.room) return;  // the room's stream is ahead of the page
+    const drawn = root.__dv && root.__dv.data.room;
+    if (drawn && drawn.page === data.room.page) return;  // the room's stream is ahead of the page
   } else if (root.__room) {
     root.__room.stream.close();
     root.__room = null;
