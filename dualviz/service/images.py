@@ -9,8 +9,9 @@ business reaching (offline, the render waits on it). Here:
 * the page holds plotly.js from the installed plotly package and nothing else (no MathJax: no
   figure of ours has LaTeX), so a render reaches no host;
 * one render at a time; at most ``MAX_WAITING`` more wait for it, any beyond that are refused at
-  once with :class:`ImagesBusy` (the page says so; the chart's own camera button draws the
-  figure in the visitor's browser instead);
+  once with :class:`ImagesBusy` (Streamlit then tells the visitor the file could not be made;
+  the button's help says to click again or use the chart's camera button, which draws the
+  figure in the visitor's browser);
 * a figure the browser cannot draw raises :class:`ImageFailed`; a render that takes longer
   than ``RENDER_SECONDS`` or breaks the browser raises it too, and the browser is started
   afresh for the next one;
@@ -39,7 +40,8 @@ class ImagesBusy(RuntimeError):
 
 
 class ImageFailed(RuntimeError):
-    """The browser did not render the figure (timed out or broke); it is restarted."""
+    """The figure was not rendered: the browser could not draw it, or it timed out or broke
+    (then it is restarted for the next render)."""
 
 
 def offline_page() -> Any:
@@ -87,14 +89,14 @@ class Renderer:
         return self._browser is not None
 
     def _render(self, figure: dict, fmt: str) -> bytes:
+        from kaleido.errors import JavascriptError, KaleidoError
+
         if self._browser is None:
             self._start()
         layout = figure.get("layout", {})
         opts = {"format": fmt, "width": layout.get("width") or 700,
                 "height": layout.get("height") or 500,
                 "scale": PNG_SCALE if fmt == "png" else 1}
-        from kaleido.errors import JavascriptError, KaleidoError
-
         try:
             return self._call(self._browser.calc_fig(figure, opts=opts), RENDER_SECONDS + 5)
         except (JavascriptError, KaleidoError) as error:  # the figure's fault: the browser is fine
@@ -171,4 +173,3 @@ def image_bytes(figure: dict, fmt: str) -> bytes:
     """The figure as PNG (``PNG_SCALE`` times its size) or SVG, drawn by this process's
     export browser: a fraction of a second when it is warm, a few seconds to start it."""
     return _RENDERER.render(figure, fmt)
-

@@ -60,8 +60,6 @@ class Refused(Exception):
 class _Room:
     name: str
     seq: int | None  # None once closed
-    page: str = ""  # the presenter's page and query at seq
-    query: str = ""
     panel_version: str | None = None
     view: bytes = b""  # the `view` event of (seq, panel_version), encoded once
     followers: int = 0
@@ -78,14 +76,13 @@ class _Room:
 
     def update(self, record, panel: str | None) -> None:
         """Take the store's record (and its panel, read when its version changed)."""
-        self.seq, self.page, self.query = record.seq, record.page, record.query
-        self.panel_version = record.panel_version
+        self.seq, self.panel_version = record.seq, record.panel_version
         try:
             shared = json.loads(panel) if panel and record.panel_version else None
         except ValueError:
             shared = None
-        self.view = event("view", {"seq": self.seq, "page": self.page, "query": self.query,
-                                   "panel": shared})
+        self.view = event("view", {"seq": record.seq, "page": record.page,
+                                   "query": record.query, "panel": shared})
 
 
 class RoomHub:

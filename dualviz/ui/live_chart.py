@@ -108,8 +108,9 @@ def for_followers(data: dict) -> dict:
 
 def live_panel(key: str, data: dict, room: dict | None = None) -> Any:
     """Draw the panel from :func:`panel_data`; returns the component's result (its `ended`
-    and `retry` triggers rerun the page). room: {"name", "url"} to follow a room's panel in
-    the browser (its `moved` and `closed` triggers rerun the page)."""
+    and `retry` triggers rerun the page). room: {"name", "url", "seq", "page"} of the room
+    whose panels the browser follows, from the view this run drew (its `moved` and `closed`
+    triggers rerun the page)."""
     if room is not None:
         data = {**data, "room": room}
     return _COMPONENT(key=key, data=data, on_ended_change=lambda: None,

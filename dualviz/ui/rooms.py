@@ -275,8 +275,8 @@ def _follow(page, room: str) -> bool:
 
 def _follow_panel(room: str, record, panel: dict) -> None:
     """The presenter's live panel, followed in the browser: each new one the room's stream
-    brings is drawn there (and the address becomes the presenter's page and query) without a
-    rerun of this script; a view on another page, or without a panel, makes it rerun
+    brings for this page is drawn there (and the address takes the presenter's query) without
+    a rerun of this script; a view on another page, or without a panel, makes it rerun
     (`moved`): the page moves there."""
     row = st.container(horizontal=True, vertical_alignment="center")
     row.caption(f"Following room **{room}**: this page shows the presenter's, live. "
