@@ -278,6 +278,12 @@ function followRoom(root, room, setTriggerValue) {
   const follow = root.__room = { url: room.url, room, setTriggerValue, stream: null };
   follow.stream = openRoomStream(room.url, root, {
     view: (view) => {
+      // A follower's address names its room until it explores on its own: from then on (its
+      // page may still be running, this element not yet removed) nothing more is followed.
+      if (new URLSearchParams(location.search).get("follow") !== room.name) {
+        follow.stream.close();
+        return;
+      }
       const shown = follow.room;
       if (!view.panel || view.page !== shown.page) {  // another page: the page moves there
         if (view.seq !== shown.seq) follow.setTriggerValue("moved", view.seq);
