@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from shared import wait_for
+from shared import LONG, QUICK, wait_for
 
 from dualviz.config import Experiment
 from dualviz.service.store import Store, pid_alive
@@ -26,10 +26,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.server,
               pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")]
 
-QUICK = Experiment(iterations=150, restarts=1)
-# Still training when the server is killed (tens of seconds on 2 cores).
-LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
-                  restarts=20)
 SWEEP_QUERY = {"n": "12", "d": "6", "k": "4", "x-rank": "4", "iterations": "150",
                "restarts": "1", "x": "depth", "x-values": "2,3,4", "series": "target-rank",
                "series-values": "1,2", "seeds": "1"}
