@@ -10,11 +10,14 @@ from dualviz.results import Snapshot
 
 # -- jobs ---------------------------------------------------------------------------------------
 QUICK = Experiment(iterations=150, restarts=1)
-# Still running when a test acts on it, on any machine: it is always cancelled or limited.
-# Adam, because L-BFGS stops a restart once it has converged: with L-BFGS these 20 restarts
-# ended in 8.7 s, and a test that limited them to 8 s failed on a fast machine.
+# A run that must still be training when a test acts on it trains with Adam, which runs every
+# iteration: its length is set by the iteration count on any machine. L-BFGS ends a restart
+# once it has converged, and runs sized for "tens of seconds" with it took 0.8-8.7 s (one of
+# them, limited to 8 s, finished before its limit on CI). About 1-4 ms per iteration here.
+SLOW_TRAINING = {"optimizer": "adam", "lr": 0.01}
+# Still running when a test acts on it (minutes): it is always cancelled or limited.
 LONG = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
-                  restarts=20, optimizer="adam", lr=0.01)
+                  restarts=20, **SLOW_TRAINING)
 
 
 def wait_for(condition, timeout=60.0, every=0.05, what="condition"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared import QUICK, snapshot, wait_for
+from shared import QUICK, SLOW_TRAINING, snapshot, wait_for
 
 from dualviz.config import Experiment
 from dualviz.data import validate_arrays
@@ -29,9 +29,10 @@ from dualviz.testing import CHROMIUM, explorer_url, streamlit_server, wait_for_s
 
 pytestmark = pytest.mark.server
 
-# Training for a while, writing snapshots all along (about ten seconds on two cores).
-STEADY = Experiment(n=60, d=12, k=4, x_rank=8, target_rank=3, width=12, iterations=3000,
-                    restarts=2)
+# Training for a while, writing snapshots all along (about ten seconds; with L-BFGS it took
+# 0.8 s, and ended before the lock it is meant to work through).
+STEADY = Experiment(n=60, d=12, k=4, x_rank=8, target_rank=3, width=12, iterations=5000,
+                    restarts=2, **SLOW_TRAINING)
 
 
 @contextlib.contextmanager
