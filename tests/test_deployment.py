@@ -31,9 +31,9 @@ needs_deployment = pytest.mark.skipif(
     or not CHROMIUM.exists(),
     reason="needs Debian's postgresql, haproxy and chromium (CI installs them)")
 
-# A few seconds of training (about 7 s): the stream is open long enough to be seen on its
+# A few seconds of training (about 4 s): the stream is open long enough to be seen on its
 # replica (with L-BFGS the net's run took 2.1 s, about what the page takes to show it).
-RUN = Experiment(n=120, d=30, k=8, x_rank=30, target_rank=4, width=16, iterations=1500,
+RUN = Experiment(n=120, d=30, k=8, x_rank=30, target_rank=4, width=16, iterations=2000,
                  restarts=2, seed=23, **SLOW_TRAINING)
 
 

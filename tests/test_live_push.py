@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.browser,
 # Several seconds of training with three restarts (a standard net, so the run has a gap).
 RUN = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
                  restarts=3, depth=3)
-# Running for about 30 s: long enough to close its tab mid-run, short enough not to hold a job
+# Running for about 35 s: long enough to close its tab mid-run, short enough not to hold a job
 # place for the next tests (a closed tab's job is cancelled only after 120 s).
 ENDLESS = RUN.replace(restarts=8, iterations=1000, seed=3, **SLOW_TRAINING)[0]
 
@@ -245,8 +245,8 @@ def test_streams_beyond_the_servers_cap_are_refused_and_the_page_catches_up(tmp_
     """DUALVIZ_MAX_STREAMS=2: while one tab's two streams are open a third is refused with
     503; a second tab on the same run is refused at first, asks again, and still ends with the
     final result (nothing else would rerun it)."""
-    # About 30 s of training: both streams stay open while the test acts.
-    exp = RUN.replace(seed=31, restarts=1, iterations=8000, **SLOW_TRAINING)[0]
+    # About 10 s of training (its twin 23 s): both streams stay open while the test acts.
+    exp = RUN.replace(seed=31, restarts=1, iterations=7000, **SLOW_TRAINING)[0]
     with streamlit_server(tmp_path, extra_env={"DUALVIZ_MAX_STREAMS": "2"}) as server:
         first = browser.new_page(viewport=VIEWPORT)
         first.goto(explorer_url(server.url, exp.to_query()))

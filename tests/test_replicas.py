@@ -24,9 +24,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow,
                                  reason=f"{CHROMIUM} is missing (CI installs Debian's chromium)")]
 
 QUICK = Experiment(iterations=150, restarts=1)
-# Still training when its replica is killed, short enough to finish on the other (~20 s; with
+# Still training when its replica is killed, short enough to finish on the other (~7 s; with
 # L-BFGS it took 2.7 s, and the kill could come after the end).
-MEDIUM = Experiment(n=100, d=20, k=5, x_rank=20, target_rank=3, width=16, iterations=4000,
+MEDIUM = Experiment(n=100, d=20, k=5, x_rank=20, target_rank=3, width=16, iterations=5000,
                     restarts=3, **SLOW_TRAINING)
 LEASE = "3"
 
