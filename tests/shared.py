@@ -13,7 +13,7 @@ QUICK = Experiment(iterations=150, restarts=1)
 # A run that must still be training when a test acts on it trains with Adam: L-BFGS ends a
 # restart once its subproblems stall, and runs sized for "tens of seconds" with it took
 # 0.8-8.7 s (one, limited to 8 s, finished before its limit on CI). An Adam restart ends only
-# at a known optimum or after its iterations, here 0.7 ms (n=100, d=20) to 4.5 ms (n=200,
+# at a known optimum or after its iterations, here 0.7 ms (n=100, d=20) to about 2 ms (n=200,
 # d=40) each; the durations next to each run are measured, warm, on this 2-core machine.
 SLOW_TRAINING = {"optimizer": "adam", "lr": 0.01}
 # Still running when a test acts on it (minutes): it is always cancelled or limited.

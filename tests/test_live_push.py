@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.browser,
 # Several seconds of training with three restarts (a standard net, so the run has a gap).
 RUN = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iterations=20000,
                  restarts=3, depth=3)
-# Running for about 35 s: long enough to close its tab mid-run, short enough not to hold a job
-# place for the next tests (a closed tab's job is cancelled only after 120 s).
+# Running for about 12 s (its twin 21 s): long enough to close its tab mid-run, short enough
+# not to hold a job place for the next tests (a closed tab's job is cancelled after 120 s).
 ENDLESS = RUN.replace(restarts=8, iterations=1000, seed=3, **SLOW_TRAINING)[0]
 
 FIGURE_DATA_JS = """() => {
