@@ -236,11 +236,15 @@ def minimize_over_t(dual_of_lam: Callable[[float], float], beta: float, depth: i
     points: dict[float, float] = {}
 
     def evaluate(t: float) -> float:
+        # Compared in t, not in lam(t): lam(t_zero) can round to just below lam_zero (it did on
+        # one CPU and not another), and a solve where W = 0 is known to be optimal may fail.
         if t not in points:
-            points[t] = _limited(dual_of_lam, lam(t), lam_zero, limit_zero)
+            points[t] = limit_zero if t <= t_zero else dual_of_lam(lam(t))
         return points[t]
 
-    for t in np.exp(np.linspace(np.log(t_zero), np.log(t_hi), grid)):
+    grid_ts = np.exp(np.linspace(np.log(t_zero), np.log(t_hi), grid))
+    grid_ts[0] = t_zero
+    for t in grid_ts:
         evaluate(float(t))
 
     def bracket(log_t: float) -> float:
@@ -250,6 +254,8 @@ def minimize_over_t(dual_of_lam: Callable[[float], float], beta: float, depth: i
 
     ts = sorted(points)
     values = [a * t * t + points[t] for t in ts]
+    if not np.any(np.isfinite(values)):  # every solve failed: nothing is bounded
+        return TSearch(-np.inf, np.inf, None, len(points))
     i = int(np.nanargmin(values))
     lo, hi = np.log(ts[max(i - 1, 0)]), np.log(ts[min(i + 1, len(ts) - 1)])
     if hi > lo:
