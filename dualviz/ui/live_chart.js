@@ -75,6 +75,89 @@ function queue(root, figureId, update) {
 // each frame on a slow laptop.
 const VECTOR_REDRAW_MS = 250;
 
+// A growing curve is drawn without Plotly's full redraw (axes, legend, annotations: about
+// two thirds of a redraw) whenever that redraw would change nothing but the curves: every
+// extended trace already has points (its legend entry is drawn) and every new point lies
+// within the axes' ranges. Autoranged axes are given headroom when a point leaves them, so
+// that this holds for most batches: the x axis grows by half its span, a y axis by a quarter
+// (a log axis in decades), instead of fitting the data anew at every batch. An axis the
+// viewer zoomed or panned is left as they set it.
+const HEADROOM = { x: 0.5, y: 0.25 };
+const IN_PLACE = { transition: { duration: 0 }, frame: { duration: 0, redraw: false } };
+
+function axisName(trace, letter) {
+  const id = trace[`${letter}axis`] || letter;  // "x", "x2", ...
+  return `${letter}axis${id.slice(1)}`;
+}
+
+function extendInPlace(spec, indices, xs, ys) {
+  const gd = spec.gd;
+  const full = gd._fullLayout;
+  spec.ranges = spec.ranges || {};  // axis -> the range this module gave it
+  const grow = {};
+  let fits = true;
+  indices.forEach((index, k) => {
+    const trace = gd.data[index];
+    if (!trace.x || !trace.x.length) fits = false;  // its first points: the legend changes
+    for (const [letter, values] of [["x", xs[k]], ["y", ys[k]]]) {
+      const name = axisName(trace, letter);
+      const axis = full[name];
+      if (!axis || !axis.range) { fits = false; continue; }
+      const ours = spec.ranges[name];
+      const managed = axis.autorange === true ||
+        (ours && ours[0] === axis.range[0] && ours[1] === axis.range[1]);
+      if (!managed) continue;
+      const log = axis.type === "log";
+      for (const v of values) {
+        if (v === null || v === undefined || (log && !(v > 0))) continue;
+        const u = log ? Math.log10(v) : v;
+        const [a, b] = grow[name] || axis.range;
+        if (u >= a && u <= b) continue;
+        const low = Math.min(a, u), high = Math.max(b, u);
+        // At least half a decade on a log axis: a nearly constant gap would otherwise
+        // grow it by slivers, each a full redraw with long tick labels.
+        const pad = Math.max(HEADROOM[letter] * (high - low), log ? 0.5 : 0) || 1;
+        grow[name] = [u < a ? low - pad : a, u > b ? high + pad : b];
+      }
+    }
+  });
+  const grown = Object.keys(grow);
+  if (fits && !grown.length) {
+    const data = indices.map((index, k) => {
+      const trace = gd.data[index];
+      return { x: trace.x.concat(xs[k]), y: trace.y.concat(ys[k]) };
+    });
+    spec.extending = true;
+    const done = () => { spec.extending = false; };
+    Plotly.animate(gd, { data, traces: indices }, IN_PLACE).then(done, done);
+    return true;
+  }
+  // A full redraw; axes that a new point left get their grown range in the same redraw (and
+  // so do the axes that match them: one shared iteration axis).
+  for (const name of grown) {
+    for (const other of matchedAxes(gd, name)) {
+      gd.layout[other] = { ...(gd.layout[other] || {}), range: grow[name], autorange: false };
+      spec.ranges[other] = grow[name];
+    }
+  }
+  return false;
+}
+
+function matchedAxes(gd, name) {
+  const id = (axis) => axis.replace(/^([xy])axis/, "$1");  // "xaxis2" -> "x2"
+  const group = new Set([name]);
+  for (let grew = true; grew;) {  // the closure of "matches", either way round
+    grew = false;
+    for (const [other, axis] of Object.entries(gd.layout)) {
+      if (!/^[xy]axis\d*$/.test(other) || group.has(other) || !axis) continue;
+      const linked = [...group].some((g) => axis.matches === id(g) ||
+                                            (gd.layout[g] || {}).matches === id(other));
+      if (linked) { group.add(other); grew = true; }
+    }
+  }
+  return group;
+}
+
 function flush(root) {
   const dv = root.__dv;
   dv.frame = null;
@@ -91,6 +174,7 @@ function flush(root) {
   for (const { figureId, pending, spec, onlyVectors } of entries) {
     const gd = spec && spec.gd;
     if (!gd || !gd.data) { delete dv.pending[figureId]; continue; }
+    if (spec.extending) { waiting = true; continue; }  // its last points are still being drawn
     if (onlyVectors && (vectorDrawn || now - (spec.drawnAt || -Infinity) < VECTOR_REDRAW_MS)) {
       waiting = true;  // kept: the newest vectors are drawn on a later frame
       continue;
@@ -120,11 +204,6 @@ function flush(root) {
       xs.push(slot.x);
       ys.push(slot.y);
     }
-    let drawn = false;
-    if (indices.length) {
-      Plotly.extendTraces(gd, { x: xs, y: ys }, indices);
-      drawn = true;
-    }
     // Every replaced trace and every trace thinned, in one restyle: one redraw per figure.
     const restyle = new Map();  // trace index -> {x, y} or {z}
     for (const [role, value] of Object.entries(pending.replace)) {
@@ -144,12 +223,23 @@ function flush(root) {
         }
       });
     }
-    gd.data.forEach((trace, index) => {  // long runs: keep traces light
-      if (trace.x && trace.x.length > MAX_TRACE_POINTS && !restyle.has(index)) {
-        const keep = (_, k, a) => k % 2 === 0 || k === a.length - 1;
-        restyle.set(index, { x: trace.x.filter(keep), y: trace.y.filter(keep) });
-      }
-    });
+    let drawn = false;
+    let inPlace = false;
+    if (indices.length) {
+      const light = indices.every((index, k) =>
+        (gd.data[index].x || []).length + xs[k].length <= MAX_TRACE_POINTS);
+      inPlace = !restyle.size && light && extendInPlace(spec, indices, xs, ys);
+      if (!inPlace) Plotly.extendTraces(gd, { x: xs, y: ys }, indices);
+      drawn = true;
+    }
+    if (!inPlace) {
+      gd.data.forEach((trace, index) => {  // long runs: keep traces light
+        if (trace.x && trace.x.length > MAX_TRACE_POINTS && !restyle.has(index)) {
+          const keep = (_, k, a) => k % 2 === 0 || k === a.length - 1;
+          restyle.set(index, { x: trace.x.filter(keep), y: trace.y.filter(keep) });
+        }
+      });
+    }
     for (const key of ["z", "xy"]) {  // heatmaps and curves: the attributes differ
       const items = [...restyle].filter(([, u]) => (key === "z") === ("z" in u));
       if (!items.length) continue;
