@@ -222,7 +222,7 @@ def minimize_over_t(dual_of_lam: Callable[[float], float], beta: float, depth: i
     t: both are D(beta) (lam = beta).
     """
     if depth == 2:
-        value = _limited(dual_of_lam, beta, lam_zero, limit_zero)
+        value = limit_zero if beta >= lam_zero else dual_of_lam(beta)  # W = 0 optimal: known
         return TSearch(value, value, 1.0, 1)
     a = beta / 2 * (depth - 2)
 
@@ -277,12 +277,6 @@ def minimize_over_t(dual_of_lam: Callable[[float], float], beta: float, depth: i
         if middle in points or not ts[k] < middle < ts[k + 1]:  # at rounding: cannot refine
             return TSearch(min(lower, upper), upper, t_star, len(points))
         evaluate(middle)
-
-
-def _limited(dual_of_lam: Callable[[float], float], lam: float, lam_zero: float,
-             limit_zero: float) -> float:
-    """D(lam), or its known value without a solve where W = 0 is optimal (lam >= lam_zero)."""
-    return limit_zero if lam >= lam_zero else dual_of_lam(lam)
 
 
 def _chord_bound(a: float, beta: float, depth: int, t1: float, t2: float, d1: float,
