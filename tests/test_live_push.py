@@ -217,7 +217,11 @@ def test_presenter_mode_fits_a_projector(server, browser, size, tmp_path):
     tab = context.new_page()
     tab.goto(explorer_url(server.url, exp.to_query() + "&present=1"))
     wait_for_state(tab, done(exp), 180, what="the preset run done")
-    tab.wait_for_timeout(1500)  # the final drawing
+    # A finished run's caption can come before the component has loaded Plotly and drawn.
+    tab.wait_for_function("""() => { const figs = [...document.querySelectorAll('.dv-figure')];
+      return figs.length > 0 && figs.every(gd => gd._fullLayout) &&
+             figs.some(gd => gd.data.some(t => (t.x || []).length > 0)); }""", timeout=60_000)
+    tab.wait_for_timeout(500)  # the stream's last batch
     report = tab.evaluate("""() => [...document.querySelectorAll('.dv-figure')].map(gd => {
       const box = gd.getBoundingClientRect();
       const texts = [...gd.querySelectorAll('text')].filter(t => (t.textContent || '').trim());
