@@ -35,6 +35,9 @@ LIMITS: tuple[Limit, ...] = (
     Limit("DUALVIZ_JOB_MEMORY_MB", 2048, "memory a job may allocate beyond the warm solver "
           "process it is forked from (an address-space limit); a link whose network would "
           "need more is clamped with a note"),
+    Limit("DUALVIZ_WATCHER_TIMEOUT", 120, "seconds a job keeps running after the last tab "
+          "watching it went quiet (closed, or its stream gone): a reload reattaches within "
+          "it; a sweep nobody looked at for as long pauses", integer=False),
     Limit("DUALVIZ_MAX_SWEEPS", 4, "sweeps started from the Gap curves page running at once "
           "(they share the job places in turn; one per session)"),
     Limit("DUALVIZ_MAX_SWEEP_POINTS", 200, "distinct experiments in one sweep started from a "
@@ -94,6 +97,10 @@ def max_queued() -> int:
 
 def job_time_limit() -> float:
     return value("DUALVIZ_JOB_TIME_LIMIT")
+
+
+def watcher_timeout() -> float:
+    return value("DUALVIZ_WATCHER_TIMEOUT")
 
 
 def job_memory_bytes() -> int:

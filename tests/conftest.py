@@ -87,9 +87,11 @@ def store_backend(request, monkeypatch) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    """One Streamlit server per test module, its store in a temporary directory."""
+    """One Streamlit server per test module, its store in a temporary directory. A closed
+    tab's jobs are cancelled 20 s after its last stream touched them (not the default 120 s),
+    so that the runs of finished tests do not hold the job places the next tests queue for."""
     data_dir = tmp_path_factory.mktemp("dualviz-store")
-    with streamlit_server(data_dir) as running:
+    with streamlit_server(data_dir, extra_env={"DUALVIZ_WATCHER_TIMEOUT": "20"}) as running:
         yield running
 
 

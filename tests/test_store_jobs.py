@@ -222,8 +222,10 @@ def test_a_restart_marks_unfinished_jobs_interrupted_and_they_can_run_again(
         first.shutdown()
 
 
-def test_a_job_whose_tabs_went_quiet_is_cancelled_but_a_polling_tab_keeps_it(tmp_path):
-    jobs = JobManager(tmp_path, max_running=2, watcher_timeout=1.0)
+def test_a_job_whose_tabs_went_quiet_is_cancelled_but_a_polling_tab_keeps_it(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("DUALVIZ_WATCHER_TIMEOUT", "1")  # the operator's limit, as serve reads it
+    jobs = JobManager(tmp_path, max_running=2)
     try:
         assert jobs.ready.wait(120)
         kept, _ = LONG.replace(seed=5)

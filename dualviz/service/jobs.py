@@ -10,13 +10,13 @@ result is read from the store instead of being computed again.
 
 Sessions say which experiments they are looking at (:meth:`JobManager.focus`) and keep saying
 so while they poll (:meth:`JobManager.touch`); a running or queued job that no session looks at
-any more (the control changed, or every tab watching it went quiet for WATCHER_TIMEOUT) is
-cancelled. A reloaded tab attaches to the running job within that time.
+any more (the control changed, or every tab watching it went quiet for the operator's
+limits.watcher_timeout()) is cancelled. A reloaded tab attaches to the running job within that time.
 
 Sweeps started from a page are points pulled into job places as they free up, pages' jobs
 first: a sweep never takes the last place (limits.sweep_slots), its points obey the same time
 and memory limits, and several sweeps take turns. Only the session that started a sweep stops
-it; a sweep nobody has watched for WATCHER_TIMEOUT pauses. With an operator's Dask scheduler
+it; a sweep nobody has watched for as long pauses. With an operator's Dask scheduler
 ($DUALVIZ_DASK_SCHEDULER) the points run on that cluster instead, under the same time limit.
 
 Nothing here holds the manager's lock while it waits on the store: a store that another process
@@ -54,7 +54,6 @@ from ..results import ACTIVE, COMPLETED, FINAL, RERUNNABLE, JobStatus, SweepStat
 from .store import JobRecord, QueueFull, Store, StoreError, pid_alive
 from .sweeps import SCHEDULER_ENV
 
-WATCHER_TIMEOUT = 120.0  # seconds without a poll after which a session counts as gone
 TICK = 0.05  # seconds between scheduler passes
 FEED_EVERY = 0.5  # seconds between looks for the next sweep points
 RETENTION_EVERY = 60.0  # seconds between checks of the store's size
@@ -136,7 +135,7 @@ class JobManager:
     """The per-server scheduler. Thread-safe; create one per server process."""
 
     def __init__(self, data_dir: Path | str | None = None, max_running: int | None = None,
-                 time_limit: float | None = None, watcher_timeout: float = WATCHER_TIMEOUT,
+                 time_limit: float | None = None, watcher_timeout: float | None = None,
                  max_queued: int | None = None, memory_bytes: int | None = None,
                  scheduler: str | None = None):
         self.store = Store(data_dir)
@@ -146,7 +145,7 @@ class JobManager:
         self.time_limit = time_limit or limits.job_time_limit()
         self.max_queued = max(1, max_queued or limits.max_queued())
         self.memory_bytes = memory_bytes or limits.job_memory_bytes()
-        self.watcher_timeout = watcher_timeout
+        self.watcher_timeout = watcher_timeout or limits.watcher_timeout()
         self.interrupted_at_start = self.store.mark_interrupted()
         self.shared = self.store.shared  # replicas on one database: leases and watches count
         self.replica = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
