@@ -29,8 +29,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Everything: unit, property, AppTest, real servers and real browsers. Two worker processes,
-# one test file at a time each (module fixtures stay per file): 742 s instead of ~925 s serially
-# on a quiet 2-core machine, where the browser tests mostly wait on their servers.
+# one test file at a time each (module fixtures stay per file): 823 s on a quiet 2-core machine
+# (822 tests), where the browser tests mostly wait on their servers.
 test: $(STAMP) lint
 	$(PYTEST) -n 2 --dist loadfile
 
