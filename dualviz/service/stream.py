@@ -39,8 +39,8 @@ from ..plots import (
 from ..results import Snapshot
 from .store import FINAL, JobRecord, Store, StoreError
 
-POLL_SECONDS = 0.025  # how often a feed reads its job's news from the store
-RING = 1200  # messages a feed keeps (a minute of batches at 20 per second)
+POLL_SECONDS = 0.015  # how often a feed reads its job's news from the store
+RING = 1200  # messages a feed keeps (18 s or more: at most a batch per poll)
 STREAM_SECONDS = 30.0  # a stream ends by itself after this (the browser reconnects at once)
 PING_SECONDS = 10.0
 DISCONNECT_CHECK_SECONDS = 1.0

@@ -84,22 +84,27 @@ const VECTOR_REDRAW_MS = 250;
 // viewer zoomed or panned is left as they set it.
 const HEADROOM = { x: 0.5, y: 0.25 };
 const IN_PLACE = { transition: { duration: 0 }, frame: { duration: 0, redraw: false } };
+// A figure's axes grow by a full redraw at most this often; in between, points beyond them
+// are drawn in place (clipped at the plot's edge for a moment) and the growth they ask for
+// is kept for the next one. A full redraw of the objective figure costs 30..200 ms while two
+// jobs train: one per batch would hold the curves to a few frames a second.
+const GROW_EVERY_MS = 300;
 
 function axisName(trace, letter) {
   const id = trace[`${letter}axis`] || letter;  // "x", "x2", ...
   return `${letter}axis${id.slice(1)}`;
 }
 
-function extendInPlace(spec, indices, xs, ys) {
-  const gd = spec.gd;
-  const full = gd._fullLayout;
+// The ranges the axes need for new points on `traces` (each {trace, x, y}), starting from
+// the growth a figure still owes; fits: every trace already has points.
+function plannedRanges(spec, traces) {
+  const full = spec.gd._fullLayout;
   spec.ranges = spec.ranges || {};  // axis -> the range this module gave it
-  const grow = {};
+  const grow = { ...(spec.owed || {}) };
   let fits = true;
-  indices.forEach((index, k) => {
-    const trace = gd.data[index];
+  for (const { trace, x, y } of traces) {
     if (!trace.x || !trace.x.length) fits = false;  // its first points: the legend changes
-    for (const [letter, values] of [["x", xs[k]], ["y", ys[k]]]) {
+    for (const [letter, values] of [["x", x], ["y", y]]) {
       const name = axisName(trace, letter);
       const axis = full[name];
       if (!axis || !axis.range) { fits = false; continue; }
@@ -120,27 +125,45 @@ function extendInPlace(spec, indices, xs, ys) {
         grow[name] = [u < a ? low - pad : a, u > b ? high + pad : b];
       }
     }
-  });
-  const grown = Object.keys(grow);
-  if (fits && !grown.length) {
-    const data = indices.map((index, k) => {
-      const trace = gd.data[index];
-      return { x: trace.x.concat(xs[k]), y: trace.y.concat(ys[k]) };
-    });
-    spec.extending = true;
-    const done = () => { spec.extending = false; };
-    Plotly.animate(gd, { data, traces: indices }, IN_PLACE).then(done, done);
-    return true;
   }
-  // A full redraw; axes that a new point left get their grown range in the same redraw (and
-  // so do the axes that match them: one shared iteration axis).
-  for (const name of grown) {
+  return { fits, grow };
+}
+
+// Give the axes their grown ranges (and the axes that match them: one shared iteration
+// axis), for the full redraw that follows.
+function applyRanges(spec, grow) {
+  const gd = spec.gd;
+  for (const [name, range] of Object.entries(grow)) {
     for (const other of matchedAxes(gd, name)) {
-      gd.layout[other] = { ...(gd.layout[other] || {}), range: grow[name], autorange: false };
-      spec.ranges[other] = grow[name];
+      gd.layout[other] = { ...(gd.layout[other] || {}), range, autorange: false };
+      spec.ranges[other] = range;
     }
   }
-  return false;
+  spec.owed = null;
+}
+
+// The points of a trace as last handed to Plotly: an in-place draw reaches gd.data a frame
+// or two later, and the next one must not wait for it (it would halve the frame rate).
+function latestPoints(spec, index) {
+  return (spec.latest && spec.latest.get(index)) || spec.gd.data[index];
+}
+
+// The curves grown in place; the draw counts once Plotly has drawn it. Each call carries
+// every point (not only the new ones), so a call that supersedes one not yet drawn loses
+// nothing. Full redraws wait until these are drawn (`inFlight`): they rewrite gd.data.
+function drawInPlace(spec, indices, xs, ys, counted) {
+  const gd = spec.gd;
+  spec.latest = spec.latest || new Map();
+  const data = indices.map((index, k) => {
+    const trace = latestPoints(spec, index);
+    const points = { x: trace.x.concat(xs[k]), y: trace.y.concat(ys[k]) };
+    spec.latest.set(index, points);
+    return points;
+  });
+  spec.inFlight = (spec.inFlight || 0) + 1;
+  const settled = () => { spec.inFlight -= 1; };
+  Plotly.animate(gd, { data, traces: indices }, { ...IN_PLACE, mode: "immediate" })
+    .then(() => { settled(); counted(); }, settled);
 }
 
 function matchedAxes(gd, name) {
@@ -156,6 +179,28 @@ function matchedAxes(gd, name) {
     }
   }
   return group;
+}
+
+// The trace of a restart that started after the page was drawn, from the figure's template.
+function restartTrace(dv, spec, match) {
+  const template = spec.templates[match.series];
+  if (!template) return null;
+  const trace = JSON.parse(JSON.stringify(template));
+  trace.meta = { ...trace.meta, ...match };
+  trace.line = { ...trace.line, color: spec.colors[match.restart % spec.colors.length] };
+  trace.legendgroup = String(match.restart);
+  const label = (dv.labels || {})[match.restart];
+  trace.name = trace.name.replace("{restart}", String(match.restart + 1) +
+                                  (label ? ` (${label})` : ""));
+  return trace;
+}
+
+// A figure's draw counter and the milliseconds it spent in Plotly (what benchmarks read).
+function countDraw(dv, figureId, gd, ms) {
+  dv.draws[figureId] = (dv.draws[figureId] || 0) + 1;
+  gd.dataset.draws = String(dv.draws[figureId]);
+  dv.drawMs[figureId] = (dv.drawMs[figureId] || 0) + ms;
+  gd.dataset.drawMs = dv.drawMs[figureId].toFixed(1);
 }
 
 function flush(root) {
@@ -174,38 +219,26 @@ function flush(root) {
   for (const { figureId, pending, spec, onlyVectors } of entries) {
     const gd = spec && spec.gd;
     if (!gd || !gd.data) { delete dv.pending[figureId]; continue; }
-    if (spec.extending) { waiting = true; continue; }  // its last points are still being drawn
     if (onlyVectors && (vectorDrawn || now - (spec.drawnAt || -Infinity) < VECTOR_REDRAW_MS)) {
       waiting = true;  // kept: the newest vectors are drawn on a later frame
       continue;
     }
-    if (onlyVectors) vectorDrawn = true;
-    delete dv.pending[figureId];
-    spec.drawnAt = now;
     const began = performance.now();
     const indices = [], xs = [], ys = [];
+    const added = [];  // traces of restarts that started after the page was drawn
     for (const slot of Object.values(pending.extend)) {
-      let index = traceIndex(gd, slot.match);
-      if (index < 0) {  // a restart that started after the page was drawn
-        const template = spec.templates[slot.match.series];
-        if (!template) continue;
-        const color = spec.colors[slot.match.restart % spec.colors.length];
-        const trace = JSON.parse(JSON.stringify(template));
-        trace.meta = { ...trace.meta, ...slot.match };
-        trace.line = { ...trace.line, color };
-        trace.legendgroup = String(slot.match.restart);
-        const label = (dv.labels || {})[slot.match.restart];
-        trace.name = trace.name.replace("{restart}", String(slot.match.restart + 1) +
-                                        (label ? ` (${label})` : ""));
-        Plotly.addTraces(gd, trace);
-        index = gd.data.length - 1;
+      const index = traceIndex(gd, slot.match);
+      if (index >= 0) {
+        indices.push(index);
+        xs.push(slot.x);
+        ys.push(slot.y);
+      } else {
+        const trace = restartTrace(dv, spec, slot.match);
+        if (trace) added.push({ ...trace, x: slot.x, y: slot.y });
       }
-      indices.push(index);
-      xs.push(slot.x);
-      ys.push(slot.y);
     }
-    // Every replaced trace and every trace thinned, in one restyle: one redraw per figure.
-    const restyle = new Map();  // trace index -> {x, y} or {z}
+    // Every replaced trace, keyed by index: {x, y} or {z}.
+    const replaced = new Map();
     for (const [role, value] of Object.entries(pending.replace)) {
       gd.data.forEach((trace, index) => {
         if (!trace.meta || trace.meta.role !== role) return;
@@ -215,45 +248,74 @@ function flush(root) {
           const [rows, cols] = trace.meta.shape;
           const z = [];
           for (let r = 0; r < rows; r++) z.push(update.slice(r * cols, (r + 1) * cols));
-          restyle.set(index, { z });
+          replaced.set(index, { z });
         } else if (Array.isArray(update)) {
-          restyle.set(index, { x: update.map((_, i) => i + 1), y: update });
+          replaced.set(index, { x: update.map((_, i) => i + 1), y: update });
         } else {
-          restyle.set(index, { x: update.x || trace.x, y: update.y });
+          replaced.set(index, { x: update.x || trace.x, y: update.y });
         }
       });
     }
-    let drawn = false;
-    let inPlace = false;
-    if (indices.length) {
-      const light = indices.every((index, k) =>
-        (gd.data[index].x || []).length + xs[k].length <= MAX_TRACE_POINTS);
-      inPlace = !restyle.size && light && extendInPlace(spec, indices, xs, ys);
-      if (!inPlace) Plotly.extendTraces(gd, { x: xs, y: ys }, indices);
-      drawn = true;
-    }
-    if (!inPlace) {
-      gd.data.forEach((trace, index) => {  // long runs: keep traces light
-        if (trace.x && trace.x.length > MAX_TRACE_POINTS && !restyle.has(index)) {
+    const extended = indices.map((index, k) => ({ trace: latestPoints(spec, index), x: xs[k],
+                                                  y: ys[k], index }));
+    const { fits, grow } = plannedRanges(spec, [...extended, ...added.map((trace) => (
+      { trace: { ...trace, x: [] }, x: trace.x, y: trace.y }))]);
+    const light = extended.every(({ trace, x }) => (trace.x || []).length + x.length <=
+                                 MAX_TRACE_POINTS);
+    const grown = Object.keys(grow).length > 0;
+    const early = now - (spec.fullAt || -Infinity) < GROW_EVERY_MS;
+    const inPlace = indices.length && fits && light && !added.length && !replaced.size &&
+      (!grown || early);
+    const full = !inPlace && (indices.length || added.length || replaced.size);
+    if (full && spec.inFlight) { waiting = true; continue; }  // after the in-place draws
+    if (onlyVectors) vectorDrawn = true;
+    delete dv.pending[figureId];
+    spec.drawnAt = now;
+    if (inPlace) {
+      spec.owed = grown ? grow : null;
+      let ms = 0;  // the call's own cost; Plotly draws on a later frame
+      drawInPlace(spec, indices, xs, ys, () => countDraw(dv, figureId, gd, ms));
+      ms = performance.now() - began;
+      continue;
+    } else if (full) {
+      // One full redraw for all this frame changes in the figure: new traces, new points,
+      // replaced vectors, grown axes, long traces thinned.
+      applyRanges(spec, grow);
+      spec.latest = null;  // no draw in flight: gd.data holds every point drawn
+      extended.forEach(({ index, x, y }) => {
+        const trace = gd.data[index];
+        trace.x = (trace.x || []).concat(x);
+        trace.y = (trace.y || []).concat(y);
+      });
+      gd.data.push(...added);
+      for (const [index, update] of replaced) Object.assign(gd.data[index], update);
+      for (const trace of gd.data) {  // long runs: keep traces light
+        if (trace.x && trace.x.length > MAX_TRACE_POINTS && trace.type !== "heatmap") {
           const keep = (_, k, a) => k % 2 === 0 || k === a.length - 1;
-          restyle.set(index, { x: trace.x.filter(keep), y: trace.y.filter(keep) });
+          trace.x = trace.x.filter(keep);
+          trace.y = trace.y.filter(keep);
         }
-      });
+      }
+      Plotly.redraw(gd);
+      spec.fullAt = now;
+    } else {
+      continue;
     }
-    for (const key of ["z", "xy"]) {  // heatmaps and curves: the attributes differ
-      const items = [...restyle].filter(([, u]) => (key === "z") === ("z" in u));
-      if (!items.length) continue;
-      const attrs = key === "z" ? { z: items.map(([, u]) => u.z) }
-        : { x: items.map(([, u]) => u.x), y: items.map(([, u]) => u.y) };
-      Plotly.restyle(gd, attrs, items.map(([i]) => i));
-      drawn = true;
+    countDraw(dv, figureId, gd, performance.now() - began);
+  }
+  // Growth owed by figures that have nothing new to draw (the run ended, or a pause): their
+  // full redraw once GROW_EVERY_MS has passed since the last one.
+  for (const [figureId, spec] of Object.entries(dv.figures)) {
+    if (!spec.owed) continue;
+    if (dv.pending[figureId] || spec.inFlight || now - spec.fullAt < GROW_EVERY_MS) {
+      waiting = true;
+      continue;
     }
-    if (!drawn) continue;
-    dv.draws[figureId] = (dv.draws[figureId] || 0) + 1;
-    gd.dataset.draws = String(dv.draws[figureId]);
-    // Milliseconds spent in Plotly for this figure so far: what a draw costs (benchmarks).
-    dv.drawMs[figureId] = (dv.drawMs[figureId] || 0) + performance.now() - began;
-    gd.dataset.drawMs = dv.drawMs[figureId].toFixed(1);
+    const began = performance.now();
+    applyRanges(spec, spec.owed);
+    Plotly.redraw(spec.gd);
+    spec.fullAt = now;
+    countDraw(dv, figureId, spec.gd, performance.now() - began);
   }
   if (waiting && !dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
 }
