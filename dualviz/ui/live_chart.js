@@ -161,7 +161,8 @@ function drawInPlace(spec, indices, xs, ys, counted) {
     return points;
   });
   spec.inFlight = (spec.inFlight || 0) + 1;
-  const settled = () => { spec.inFlight -= 1; };
+  spec.inFlightSince = performance.now();
+  const settled = () => { spec.inFlight = Math.max(0, spec.inFlight - 1); };
   Plotly.animate(gd, { data, traces: indices }, { ...IN_PLACE, mode: "immediate" })
     .then(() => { settled(); counted(); }, settled);
 }
@@ -267,7 +268,9 @@ function flush(root) {
     const inPlace = indices.length && fits && light && !added.length && !replaced.size &&
       (!grown || early);
     const full = !inPlace && (indices.length || added.length || replaced.size);
-    if (full && spec.inFlight) { waiting = true; continue; }  // after the in-place draws
+    // After the in-place draws (a draw that never settles, say a figure Plotly dropped,
+    // holds the figure for a second at most).
+    if (full && spec.inFlight && now - spec.inFlightSince < 1000) { waiting = true; continue; }
     if (onlyVectors) vectorDrawn = true;
     delete dv.pending[figureId];
     spec.drawnAt = now;
@@ -307,7 +310,8 @@ function flush(root) {
   // full redraw once GROW_EVERY_MS has passed since the last one.
   for (const [figureId, spec] of Object.entries(dv.figures)) {
     if (!spec.owed) continue;
-    if (dv.pending[figureId] || spec.inFlight || now - spec.fullAt < GROW_EVERY_MS) {
+    if (dv.pending[figureId] || (spec.inFlight && now - spec.inFlightSince < 1000) ||
+        now - spec.fullAt < GROW_EVERY_MS) {
       waiting = true;
       continue;
     }
