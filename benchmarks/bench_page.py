@@ -77,7 +77,9 @@ TRACE_JS = r"""
   };
   window.EventSource.prototype = Native.prototype;
   const draws = window.__dvDraws = [];
+  const paints = window.__dvPaints = [];  // frames whose drawn curves changed
   let last = null;
+  let lastShape = 0;
   const sample = () => {
     const el = document.querySelector('.dv-fig-objective_figure');
     const n = el && el.dataset.draws ? +el.dataset.draws : 0;
@@ -88,6 +90,14 @@ TRACE_JS = r"""
       const ms = el && el.dataset.drawMs ? +el.dataset.drawMs : 0;
       draws.push({ t: Date.now(), n, points, ms, fresh: el !== last });
       last = el;
+    }
+    // What the screen shows, independently of the counter: the drawn curves' SVG paths.
+    const paths = el ? el.querySelectorAll('.scatterlayer path.js-line') : [];
+    let shape = 0;
+    for (const path of paths) shape += (path.getAttribute('d') || '').length + 1;
+    if (shape !== lastShape) {
+      paints.push(Date.now());
+      lastShape = shape;
     }
     requestAnimationFrame(sample);
   };
@@ -115,11 +125,16 @@ class Measurement:
     frames_first_ms: float | None  # key press -> first draw that plotted a point (the counter)
     frame_draws: int  # draws of the new run's figure after that one, up to its last draw
     frame_window_s: float  # from the first to the last draw
+    painted_frames: int  # animation frames in that window whose drawn curves changed
     draw_ms: float | None  # mean time in Plotly per draw of the objective figure
 
     @property
     def frame_rate(self) -> float | None:
         return self.frame_draws / self.frame_window_s if self.frame_window_s > 0 else None
+
+    @property
+    def paint_rate(self) -> float | None:
+        return self.painted_frames / self.frame_window_s if self.frame_window_s > 0 else None
 
     @property
     def page_rate(self) -> float | None:
@@ -245,7 +260,10 @@ def frame_counts(page: Any, job_hash: str, pressed: float, done_at: float | None
             "frame_draws": best[-1]["n"] - best[0]["n"] if best else 0,
             "draw_ms": ((best[-1]["ms"] - best[0]["ms"]) / (best[-1]["n"] - best[0]["n"])
                         if best and best[-1]["n"] > best[0]["n"] else None),
-            "frame_window_s": (best[-1]["t"] - best[0]["t"]) / 1000 if best else 0.0}
+            "frame_window_s": (best[-1]["t"] - best[0]["t"]) / 1000 if best else 0.0,
+            "painted_frames": sum(best[0]["t"] < t <= best[-1]["t"]
+                                  for t in page.evaluate("() => window.__dvPaints || []"))
+            if best else 0}
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -273,6 +291,7 @@ COLUMNS = (
     ("->draw ms", 9, lambda m: m.frames_first_ms, ".0f"),
     ("draws/s", 8, lambda m: m.frame_rate, ".1f"),
     ("ms/draw", 8, lambda m: m.draw_ms, ".1f"),
+    ("painted/s", 9, lambda m: m.paint_rate, ".1f"),
     ("snapshots", 10, lambda m: m.snapshots, "d"),
     ("written/s", 10, lambda m: m.written_rate, ".1f"),
 )
@@ -329,8 +348,10 @@ def main() -> None:
     frame_rate = median([m.frame_rate for m in results])
     written_rate = median([m.written_rate for m in results])
     if frame_rate and written_rate:
+        paint_rate = median([m.paint_rate for m in results])
         print(f"\nthe page drew the new run's curve {frame_rate:.1f} times/s (its draw "
-              f"counter) while the job wrote {written_rate:.1f} snapshots/s.")
+              f"counter; the curves changed on screen {paint_rate or 0:.1f} times/s) while the "
+              f"job wrote {written_rate:.1f} snapshots/s.")
     print("\n->URL, ->status, ->1st solid: from the key press on the slider to the URL showing "
           "the new depth, to the status line naming the new experiment, to the first solid "
           "(feasible) point of the new run (DOM recorder, polled every 50 ms). redraws, "
@@ -340,7 +361,9 @@ def main() -> None:
           "plotted a point of the new run (any series: faded not-yet-feasible iterates count) "
           "and draws per second from it to the run's last draw, from the live chart's own draw "
           "counter (it counts Plotly calls) sampled every animation frame; ms/draw: the mean "
-          "time a draw of that figure spent in Plotly. written/s: stored "
+          "time a draw of that figure spent in Plotly; painted/s: animation frames in the same "
+          "window in which the figure's drawn curves (their SVG paths) changed, a witness "
+          "independent of the counter. written/s: stored "
           "snapshots over the span of their training times. status/s: distinct status lines "
           "per second over the redraw window.")
 

@@ -148,9 +148,10 @@ function latestPoints(spec, index) {
   return (spec.latest && spec.latest.get(index)) || spec.gd.data[index];
 }
 
-// The curves grown in place; the draw counts once Plotly has drawn it. Each call carries
-// every point (not only the new ones), so a call that supersedes one not yet drawn loses
-// nothing. Full redraws wait until these are drawn (`inFlight`): they rewrite gd.data.
+// The curves grown in place; the draw counts once Plotly has drawn it. Calls queue in Plotly
+// (one drawn per frame, in order), each with every point of its traces: gd.data has not yet
+// got the previous call's points. Full redraws wait until these are drawn (`inFlight`):
+// they rewrite gd.data.
 function drawInPlace(spec, indices, xs, ys, counted) {
   const gd = spec.gd;
   spec.latest = spec.latest || new Map();
@@ -163,7 +164,7 @@ function drawInPlace(spec, indices, xs, ys, counted) {
   spec.inFlight = (spec.inFlight || 0) + 1;
   spec.inFlightSince = performance.now();
   const settled = () => { spec.inFlight = Math.max(0, spec.inFlight - 1); };
-  Plotly.animate(gd, { data, traces: indices }, { ...IN_PLACE, mode: "immediate" })
+  Plotly.animate(gd, { data, traces: indices }, { ...IN_PLACE, mode: "afterall" })
     .then(() => { settled(); counted(); }, settled);
 }
 
