@@ -11,7 +11,8 @@ result is read from the store instead of being computed again.
 Sessions say which experiments they are looking at (:meth:`JobManager.focus`) and keep saying
 so while they poll (:meth:`JobManager.touch`); a running or queued job that no session looks at
 any more (the control changed, or every tab watching it went quiet for the operator's
-limits.watcher_timeout()) is cancelled. A reloaded tab attaches to the running job within that time.
+limits.watcher_timeout()) is cancelled. A reloaded tab attaches to the running job within that
+time.
 
 Sweeps started from a page are points pulled into job places as they free up, pages' jobs
 first: a sweep never takes the last place (limits.sweep_slots), its points obey the same time
