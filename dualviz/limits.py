@@ -37,7 +37,8 @@ LIMITS: tuple[Limit, ...] = (
           "need more is clamped with a note"),
     Limit("DUALVIZ_WATCHER_TIMEOUT", 120, "seconds a job keeps running after the last tab "
           "watching it went quiet (closed, or its stream gone): a reload reattaches within "
-          "it; a sweep nobody looked at for as long pauses", integer=False),
+          "it; a sweep nobody looked at for as long pauses. Keep it above 10: a live "
+          "stream says its tab still watches every 5 s", integer=False),
     Limit("DUALVIZ_MAX_SWEEPS", 4, "sweeps started from the Gap curves page running at once "
           "(they share the job places in turn; one per session)"),
     Limit("DUALVIZ_MAX_SWEEP_POINTS", 200, "distinct experiments in one sweep started from a "
