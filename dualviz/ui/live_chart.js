@@ -183,6 +183,26 @@ function matchedAxes(gd, name) {
   return group;
 }
 
+// In-place draws not yet drawn (one that never settles, say on a figure Plotly dropped,
+// counts for a second at most).
+function drawing(spec, now) {
+  return spec.inFlight > 0 && now - spec.inFlightSince < 1000;
+}
+
+// gd.data given every point handed to in-place draws (a full redraw draws from it).
+function adoptLatest(spec) {
+  for (const [index, points] of spec.latest || []) Object.assign(spec.gd.data[index], points);
+  spec.latest = null;
+}
+
+// A full redraw of every point drawn so far, the axes given the growth they need.
+function redrawFull(spec, grow, now) {
+  adoptLatest(spec);
+  applyRanges(spec, grow);
+  Plotly.redraw(spec.gd);
+  spec.fullAt = now;
+}
+
 // The trace of a restart that started after the page was drawn, from the figure's template.
 function restartTrace(dv, spec, match) {
   const template = spec.templates[match.series];
@@ -268,10 +288,11 @@ function flush(root) {
     const early = now - (spec.fullAt || -Infinity) < GROW_EVERY_MS;
     const inPlace = indices.length && fits && light && !added.length && !replaced.size &&
       (!grown || early);
-    const full = !inPlace && (indices.length || added.length || replaced.size);
-    // After the in-place draws (a draw that never settles, say a figure Plotly dropped,
-    // holds the figure for a second at most).
-    if (full && spec.inFlight && now - spec.inFlightSince < 1000) { waiting = true; continue; }
+    if (!indices.length && !added.length && !replaced.size) {
+      delete dv.pending[figureId];  // nothing for this figure's traces
+      continue;
+    }
+    if (!inPlace && drawing(spec, now)) { waiting = true; continue; }  // a full redraw waits
     if (onlyVectors) vectorDrawn = true;
     delete dv.pending[figureId];
     spec.drawnAt = now;
@@ -281,45 +302,37 @@ function flush(root) {
       drawInPlace(spec, indices, xs, ys, () => countDraw(dv, figureId, gd, ms));
       ms = performance.now() - began;
       continue;
-    } else if (full) {
-      // One full redraw for all this frame changes in the figure: new traces, new points,
-      // replaced vectors, grown axes, long traces thinned.
-      applyRanges(spec, grow);
-      spec.latest = null;  // no draw in flight: gd.data holds every point drawn
-      extended.forEach(({ index, x, y }) => {
-        const trace = gd.data[index];
-        trace.x = (trace.x || []).concat(x);
-        trace.y = (trace.y || []).concat(y);
-      });
-      gd.data.push(...added);
-      for (const [index, update] of replaced) Object.assign(gd.data[index], update);
-      for (const trace of gd.data) {  // long runs: keep traces light
-        if (trace.x && trace.x.length > MAX_TRACE_POINTS && trace.type !== "heatmap") {
-          const keep = (_, k, a) => k % 2 === 0 || k === a.length - 1;
-          trace.x = trace.x.filter(keep);
-          trace.y = trace.y.filter(keep);
-        }
-      }
-      Plotly.redraw(gd);
-      spec.fullAt = now;
-    } else {
-      continue;
     }
+    // One full redraw for all this frame changes in the figure: new traces, new points,
+    // replaced vectors, grown axes, long traces thinned.
+    adoptLatest(spec);
+    extended.forEach(({ index, x, y }) => {
+      const trace = gd.data[index];
+      trace.x = (trace.x || []).concat(x);
+      trace.y = (trace.y || []).concat(y);
+    });
+    gd.data.push(...added);
+    for (const [index, update] of replaced) Object.assign(gd.data[index], update);
+    for (const trace of gd.data) {  // long runs: keep traces light
+      if (trace.x && trace.x.length > MAX_TRACE_POINTS && trace.type !== "heatmap") {
+        const keep = (_, k, a) => k % 2 === 0 || k === a.length - 1;
+        trace.x = trace.x.filter(keep);
+        trace.y = trace.y.filter(keep);
+      }
+    }
+    redrawFull(spec, grow, now);
     countDraw(dv, figureId, gd, performance.now() - began);
   }
   // Growth owed by figures that have nothing new to draw (the run ended, or a pause): their
   // full redraw once GROW_EVERY_MS has passed since the last one.
   for (const [figureId, spec] of Object.entries(dv.figures)) {
     if (!spec.owed) continue;
-    if (dv.pending[figureId] || (spec.inFlight && now - spec.inFlightSince < 1000) ||
-        now - spec.fullAt < GROW_EVERY_MS) {
+    if (dv.pending[figureId] || drawing(spec, now) || now - spec.fullAt < GROW_EVERY_MS) {
       waiting = true;
       continue;
     }
     const began = performance.now();
-    applyRanges(spec, spec.owed);
-    Plotly.redraw(spec.gd);
-    spec.fullAt = now;
+    redrawFull(spec, spec.owed, now);
     countDraw(dv, figureId, spec.gd, performance.now() - began);
   }
   if (waiting && !dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
