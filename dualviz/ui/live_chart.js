@@ -2,8 +2,8 @@
 //
 // Python draws every figure (dualviz.plots) and names what a stream changes: objective traces
 // carry meta {restart, series} (extended with the stream's points), whole-vector traces meta
-// {role} (replaced). This module only routes stream batches to traces, at most once per
-// animation frame: a slow browser draws more points per redraw instead of falling behind.
+// {role} (replaced). This module only routes stream batches to traces, a batch per animation
+// frame while few wait: a slow browser draws more points per redraw instead of falling behind.
 // Streamlit calls the default export again whenever `data` changes (same DOM, no cleanup in
 // between), so everything is kept on the root element and rebuilt only for a new version.
 
@@ -53,20 +53,52 @@ function traceIndex(gd, match) {
   return gd.data.findIndex((t) => t.meta && Object.entries(match).every(([k, v]) => t.meta[k] === v));
 }
 
-function queue(root, figureId, update) {
-  const dv = root.__dv;
-  const pending = dv.pending[figureId] || (dv.pending[figureId] = { extend: {}, replace: {} });
+// A growing figure draws its batches one per frame, oldest first, while at most this many
+// wait; beyond, it catches up and draws all that wait at once. Batches often arrive two in
+// one frame (the server reads its store every 15 ms, the browser paints every ~23 ms under
+// load): drawn together, the curve would skip a step the job took.
+const PACED_BACKLOG = 3;
+
+function emptyUpdate() {
+  return { extend: {}, replace: {} };
+}
+
+function merge(into, update) {
   for (const [key, points] of Object.entries(update.extend || {})) {
-    const slot = pending.extend[key] || (pending.extend[key] = { match: points.match, x: [], y: [] });
+    const slot = into.extend[key] || (into.extend[key] = { match: points.match, x: [], y: [] });
     slot.x.push(...points.x);
     slot.y.push(...points.y);
   }
-  Object.assign(pending.replace, update.replace || {});
-  if (!Object.keys(pending.extend).length && !Object.keys(pending.replace).length) {
-    delete dv.pending[figureId];  // nothing for this figure in the batch: no redraw
-    return;
-  }
+  Object.assign(into.replace, update.replace || {});  // whole vectors: the newest counts
+  return into;
+}
+
+// dv.pending[figureId]: the updates not yet drawn, oldest first; a batch that extends curves
+// is a step of its own, whole vectors join the newest step.
+function queue(root, figureId, update) {
+  const dv = root.__dv;
+  const extends_ = Object.keys(update.extend || {}).length > 0;
+  if (!extends_ && !Object.keys(update.replace || {}).length) return;  // nothing: no redraw
+  const steps = dv.pending[figureId] || (dv.pending[figureId] = []);
+  const last = steps[steps.length - 1];
+  if (last && !(extends_ && Object.keys(last.extend).length)) merge(last, update);
+  else steps.push(merge(emptyUpdate(), update));
   if (!dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
+}
+
+// How many of a figure's waiting steps this frame draws, and what they add up to.
+function nextSteps(steps) {
+  const take = steps.length > PACED_BACKLOG ? steps.length : 1;
+  return { take, update: steps.slice(0, take).reduce(merge, emptyUpdate()) };
+}
+
+// Forget the steps drawn (or found empty); true if more wait.
+function dropSteps(dv, figureId, take) {
+  const steps = dv.pending[figureId];
+  steps.splice(0, take);
+  if (steps.length) return true;
+  delete dv.pending[figureId];
+  return false;
 }
 
 // Figures that only replace whole vectors (spectra, layer spectra, fitted functions) are
@@ -233,12 +265,13 @@ function flush(root) {
   let vectorDrawn = false;
   // Growing curves first; then at most one whole-vector figure per frame (the one drawn
   // longest ago), so that no frame holds several full redraws and the curves keep their pace.
-  const entries = Object.entries(dv.pending).map(([figureId, pending]) => {
+  const entries = Object.entries(dv.pending).map(([figureId, steps]) => {
     const spec = dv.figures[figureId];
-    return { figureId, pending, spec, onlyVectors: !Object.keys(pending.extend).length,
+    const { take, update: pending } = nextSteps(steps);
+    return { figureId, pending, take, spec, onlyVectors: !Object.keys(pending.extend).length,
              drawnAt: (spec && spec.drawnAt) || -Infinity };
   }).sort((a, b) => (a.onlyVectors - b.onlyVectors) || (a.drawnAt - b.drawnAt));
-  for (const { figureId, pending, spec, onlyVectors } of entries) {
+  for (const { figureId, pending, take, spec, onlyVectors } of entries) {
     const gd = spec && spec.gd;
     if (!gd || !gd.data) { delete dv.pending[figureId]; continue; }
     if (onlyVectors && (vectorDrawn || now - (spec.drawnAt || -Infinity) < VECTOR_REDRAW_MS)) {
@@ -289,12 +322,12 @@ function flush(root) {
     const inPlace = indices.length && fits && light && !added.length && !replaced.size &&
       (!grown || early);
     if (!indices.length && !added.length && !replaced.size) {
-      delete dv.pending[figureId];  // nothing for this figure's traces
+      waiting = dropSteps(dv, figureId, take) || waiting;  // nothing for this figure's traces
       continue;
     }
     if (!inPlace && drawing(spec, now)) { waiting = true; continue; }  // a full redraw waits
     if (onlyVectors) vectorDrawn = true;
-    delete dv.pending[figureId];
+    waiting = dropSteps(dv, figureId, take) || waiting;
     spec.drawnAt = now;
     if (inPlace) {
       spec.owed = grown ? grow : null;
