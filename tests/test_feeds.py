@@ -35,11 +35,12 @@ def test_batches_alone_do_not_resend_the_state_but_a_new_status_does(tmp_path):
     for start in (0, 3, 6):
         store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(start, start + 3)])
         assert feed.read(store)
-    # Three batches, each with its readout, and no new state: pages neither re-render their
-    # status nor relayout the objective figure once per batch.
+    # A message per snapshot (a read of three), the readout in each read's last, and no new
+    # state: pages neither re-render their status nor relayout the objective figure per batch.
     assert feed.version == version
-    assert len(feed.messages) == 3
-    assert all("readout" in events(body)[0][1] for _, _, body in feed.messages)
+    assert [(first, last) for first, last, _ in feed.messages] == [(i, i) for i in range(9)]
+    assert ["readout" in events(body)[0][1] for _, _, body in feed.messages] == \
+        [False, False, True] * 3
     assert [event for event, _ in events(feed.state)] == ["state"]
 
     store.finish(feed.job_hash, JobStatus.FAILED, error="stopped")
@@ -49,26 +50,48 @@ def test_batches_alone_do_not_resend_the_state_but_a_new_status_does(tmp_path):
     assert event == "end" and state["status"] == "failed" and state["seq"] == 8
 
 
+def test_a_read_of_few_snapshots_is_a_message_each_and_a_larger_one_is_one(tmp_path):
+    store, feed = job(tmp_path)
+    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6)])
+    feed.read(store)
+    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6, 8)])
+    feed.read(store)
+    assert [(first, last) for first, last, _ in feed.messages] == [(0, 5), (6, 6), (7, 7)]
+    # Each message carries exactly its snapshots' points, continued from the one before
+    # (the feasible series has no joining point), and the last one the vectors.
+    bodies = [events(body)[0][1] for _, _, body in feed.messages]
+    assert [b["restarts"]["0"]["feasible"][0] for b in bodies] == [list(range(6)), [6], [7]]
+    assert [("vectors" in b, "readout" in b) for b in bodies] == \
+        [(True, True), (False, False), (True, True)]
+    assert bodies[-1]["vectors"]["learned"] is not None
+
+
 def test_a_subscriber_gets_the_state_then_each_batch_after_its_cursor_once(tmp_path):
     store, feed = job(tmp_path)
-    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(4)])
+    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6)])
     feed.read(store)
-    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(4, 6)])
+    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6, 8)])
     feed.read(store)
     store.finish(feed.job_hash, JobStatus.FAILED, error="stopped")
     feed.read(store)
     feed.subscribers = 1  # the reader task is not started: these reads are the test's
 
-    async def stream(cursor: int) -> list[tuple[str, dict]]:
+    async def stream(cursor: int) -> tuple[list[bytes], list[tuple[str, dict]]]:
         async def connected() -> bool:
             return False
         hub = Broadcaster(store)
         chunks = [chunk async for chunk in hub.subscribe(feed, cursor, None, connected)]
-        return events(b"".join(chunks))
+        return chunks, events(b"".join(chunks))
 
-    whole = asyncio.run(stream(-1))
-    assert [event for event, _ in whole] == ["batch", "batch", "end"]
-    assert [len(data["restarts"]["0"]["feasible"][0]) for _, data in whole[:2]] == [4, 2]
-    resumed = asyncio.run(stream(3))  # a page that drew snapshots 0..3 reloads
+    chunks, whole = asyncio.run(stream(-1))
+    assert [event for event, _ in whole] == ["batch", "batch", "batch", "end"]
+    assert [len(data["restarts"]["0"]["feasible"][0]) for _, data in whole[:3]] == [6, 1, 1]
+    # The three batches waiting for this subscriber went out in one write.
+    assert sum(chunk.count(b"event: batch") for chunk in chunks) == 3
+    assert max(chunk.count(b"event: batch") for chunk in chunks) == 3
+    _, resumed = asyncio.run(stream(6))  # a page that drew snapshots 0..6 reloads
     assert [event for event, _ in resumed] == ["batch", "end"]
-    assert resumed[0][1]["restarts"]["0"]["feasible"][0] == [4, 5]
+    assert resumed[0][1]["restarts"]["0"]["feasible"][0] == [7]
+    _, caught_up = asyncio.run(stream(3))  # no message starts at 4: read from the store
+    assert [event for event, _ in caught_up] == ["batch", "end"]
+    assert caught_up[0][1]["restarts"]["0"]["feasible"][0] == [4, 5, 6, 7]

@@ -2,9 +2,11 @@
 session that watches it, each at its own pace.
 
 A :class:`Feed` reads its job's new snapshots from the store (one reader, however many sessions
-watch the job) and turns each batch into one Server-Sent Events message, built and encoded once:
-the points of every restart's series (dualviz.plots.restart_series), the last snapshot's
-vectors (learned spectrum, layer spectra, fitted function) and the readout (P, D, gap, status).
+watch the job) and turns what it reads into Server-Sent Events messages, built and encoded once
+(a message per snapshot when a read finds few, one for a larger read): the points of every
+restart's series (dualviz.plots.restart_series), and in a read's last message the last
+snapshot's vectors (learned spectrum, layer spectra, fitted function) and the readout (P, D,
+gap, status).
 Messages are kept in a bounded ring. A subscriber walks the ring from its own cursor (the last
 snapshot its page has drawn), so a slow browser receives every batch later rather than lagging
 the others, and a reloaded page resumes after what it drew, without duplicated points. When the
@@ -40,12 +42,13 @@ from ..results import Snapshot
 from .store import FINAL, JobRecord, Store, StoreError
 
 POLL_SECONDS = 0.015  # how often a feed reads its job's news from the store
-RING = 1200  # messages a feed keeps (18 s or more: at most a batch per poll)
+RING = 1200  # messages a feed keeps (30 s of a job writing 40 snapshots/s; older: catch-up)
 STREAM_SECONDS = 30.0  # a stream ends by itself after this (the browser reconnects at once)
 PING_SECONDS = 10.0
 DISCONNECT_CHECK_SECONDS = 1.0
 MAX_POINTS_PER_MESSAGE = 400  # per restart and series, thinned beyond
 MAX_SNAPSHOTS_PER_READ = 4000
+MESSAGE_PER_SNAPSHOT_UP_TO = 4  # a read of at most this many snapshots: a message each
 IDLE_SECONDS = 60.0  # a feed nobody subscribed to for this long is dropped
 TOUCH_SECONDS = 5.0  # a stream tells the job manager its session still watches this often
 
@@ -149,14 +152,15 @@ class Feed:
         self.readout.bounds(record.known_bounds if record else None,
                             record.run if record else None)
         if news:
-            snapshots = [s for _, s in news]
-            self.readout.add(snapshots)
-            first, last = news[0][0], news[-1][0]
-            self.messages.append((first, last, sse("batch", self._batch(snapshots, self.last,
-                                                                        last), last)))
-            for snapshot in snapshots:
-                self.last[snapshot.restart] = snapshot
-            self.seq = last
+            self.readout.add([s for _, s in news])
+            for group in _message_groups(news):
+                first, last = group[0][0], group[-1][0]
+                snapshots = [s for _, s in group]
+                body = self._batch(snapshots, self.last, last, whole=last == news[-1][0])
+                self.messages.append((first, last, sse("batch", body, last)))
+                for snapshot in snapshots:
+                    self.last[snapshot.restart] = snapshot
+            self.seq = news[-1][0]
         # Subscribers read this feed while it is written (they run on the event loop): the
         # batches first, then the state that follows them, the record (which says final) last.
         if changed:
@@ -173,18 +177,22 @@ class Feed:
         return changed
 
     def _batch(self, snapshots: list[Snapshot], before: dict[int, Snapshot],
-               seq: int) -> dict[str, Any]:
+               seq: int, whole: bool = True) -> dict[str, Any]:
+        """The points of `snapshots`; `whole`: also the last one's vectors and the readout
+        (a read's earlier messages carry only points: the last one replaces them anyway)."""
         dual = self.readout.dual if self.readout else None
         thinned = [s for group in by_restart(snapshots).values()
                    for s in thin(group, MAX_POINTS_PER_MESSAGE)]
-        final = snapshots[-1]
-        return {"seq": seq,
-                "restarts": restart_series(thinned, dual, self.interpolation,
-                                           explain.excess_floor(dual), before),
-                "labels": restart_labels(snapshots),
-                "vectors": {"learned": spectrum_points(final.singular_values),
-                            "layers": final.layer_singular_values, "trained": final.probe},
-                "readout": self.readout.shown() if self.readout else {}}
+        batch = {"seq": seq,
+                 "restarts": restart_series(thinned, dual, self.interpolation,
+                                            explain.excess_floor(dual), before),
+                 "labels": restart_labels(snapshots)}
+        if whole:
+            final = snapshots[-1]
+            batch["vectors"] = {"learned": spectrum_points(final.singular_values),
+                                "layers": final.layer_singular_values, "trained": final.probe}
+            batch["readout"] = self.readout.shown() if self.readout else {}
+        return batch
 
     def _state(self, record: JobRecord | None, final: bool) -> dict[str, Any]:
         levels = self.readout.levels() if self.readout else {}
@@ -224,6 +232,15 @@ class Feed:
             before[drawn.restart] = drawn
         last = news[-1][0]
         return last, sse("batch", self._batch([s for _, s in news], before, last), last)
+
+
+def _message_groups(news: list[tuple[int, Snapshot]]) -> list[list[tuple[int, Snapshot]]]:
+    """A read's snapshots as messages: one each when the read found few (a page draws one
+    message per frame, so a curve shows every step the job took even when two snapshots
+    were written between two reads), else one message (a catch-up, thinned)."""
+    if len(news) <= MESSAGE_PER_SNAPSHOT_UP_TO:
+        return [[item] for item in news]
+    return [news]
 
 
 class Broadcaster:
@@ -313,9 +330,9 @@ class Broadcaster:
                 if messages is None:
                     caught = await asyncio.to_thread(feed.catch_up, self.store, cursor)
                     messages = [caught] if caught else []
-                for seq, body in messages:
-                    yield body
-                    cursor = seq
+                if messages:  # one write, however many messages: a send costs the server
+                    yield b"".join(body for _, body in messages)
+                    cursor = messages[-1][0]
                 if version != sent_version:
                     sent_version = version
                     yield state
