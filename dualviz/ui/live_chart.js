@@ -74,14 +74,18 @@ function merge(into, update) {
 }
 
 // dv.pending[figureId]: the updates not yet drawn, oldest first; a batch that extends curves
-// is a step of its own, whole vectors join the newest step.
+// is a step of its own, whole vectors join the newest step, and so does everything once more
+// than PACED_BACKLOG wait (they are drawn at once anyway: a hidden tab, which draws no frames,
+// holds its points, not a step per batch).
 function queue(root, figureId, update) {
   const dv = root.__dv;
   const extends_ = Object.keys(update.extend || {}).length > 0;
   if (!extends_ && !Object.keys(update.replace || {}).length) return;  // nothing: no redraw
   const steps = dv.pending[figureId] || (dv.pending[figureId] = []);
   const last = steps[steps.length - 1];
-  if (last && !(extends_ && Object.keys(last.extend).length)) merge(last, update);
+  const own = extends_ && last && Object.keys(last.extend).length &&
+    steps.length <= PACED_BACKLOG;
+  if (last && !own) merge(last, update);
   else steps.push(merge(emptyUpdate(), update));
   if (!dv.frame) dv.frame = requestAnimationFrame(() => flush(root));
 }
