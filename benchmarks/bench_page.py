@@ -18,7 +18,7 @@ chromium through Playwright, then, for each repetition:
 
 Medians over the repetitions are printed last.
 
-Usage: ``.venv/bin/python benchmarks/bench_page.py [--reps 3]``
+Usage: ``.venv/bin/python benchmarks/bench_page.py [--reps 3] [--query 'n=60&d=20']``
 """
 
 from __future__ import annotations
@@ -317,16 +317,26 @@ def print_table(results: list[Measurement]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions, 1-50 (default 3)")
+    parser.add_argument("--query", default="",
+                        help="link parameters every experiment takes instead of the defaults, "
+                             "e.g. 'n=60&d=20&optimizer=adam&lr=0.01' for longer runs")
     args = parser.parse_args()
+    if not 1 <= args.reps <= 50:
+        parser.error(f"--reps {args.reps}: allowed 1..50")
+    if args.query:
+        _, notes = Experiment.from_query(args.query)
+        if notes:
+            parser.error(f"--query: {'; '.join(notes)}")
     if not CHROMIUM.exists():
         sys.exit(f"{CHROMIUM} is missing: install Debian's chromium")
 
     # Default-ish experiments; a new seed and depth each time, so no result is cached.
-    bases = [Experiment(depth=2 + i % 3, seed=101 + i) for i in range(args.reps)]
+    base, _ = Experiment.from_query(args.query)
+    bases = [base.replace(depth=2 + i % 3, seed=101 + i)[0] for i in range(args.reps)]
     print(f"dualviz page benchmark: {platform.python_version()} on {platform.machine()}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
-    print(f"experiments: the defaults ({Experiment().to_query()}) with depth and seed as shown")
+    print(f"experiments: {base.to_query()} with depth and seed as shown")
     results: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="dualviz-bench-") as tmp:
         data_dir = Path(tmp)
