@@ -50,12 +50,17 @@ def test_batches_alone_do_not_resend_the_state_but_a_new_status_does(tmp_path):
     assert event == "end" and state["status"] == "failed" and state["seq"] == 8
 
 
-def test_a_read_of_few_snapshots_is_a_message_each_and_a_larger_one_is_one(tmp_path):
+def six_then_two(tmp_path) -> tuple[Store, Feed]:
+    """A feed that read six snapshots (one message), then two (a message each)."""
     store, feed = job(tmp_path)
-    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6)])
-    feed.read(store)
-    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6, 8)])
-    feed.read(store)
+    for batch in (range(6), range(6, 8)):
+        store.append_snapshots(feed.job_hash, [snapshot(i) for i in batch])
+        feed.read(store)
+    return store, feed
+
+
+def test_a_read_of_few_snapshots_is_a_message_each_and_a_larger_one_is_one(tmp_path):
+    _, feed = six_then_two(tmp_path)
     assert [(first, last) for first, last, _ in feed.messages] == [(0, 5), (6, 6), (7, 7)]
     # Each message carries exactly its snapshots' points, continued from the one before
     # (the feasible series has no joining point), and the last one the vectors.
@@ -67,11 +72,7 @@ def test_a_read_of_few_snapshots_is_a_message_each_and_a_larger_one_is_one(tmp_p
 
 
 def test_a_subscriber_gets_the_state_then_each_batch_after_its_cursor_once(tmp_path):
-    store, feed = job(tmp_path)
-    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6)])
-    feed.read(store)
-    store.append_snapshots(feed.job_hash, [snapshot(i) for i in range(6, 8)])
-    feed.read(store)
+    store, feed = six_then_two(tmp_path)
     store.finish(feed.job_hash, JobStatus.FAILED, error="stopped")
     feed.read(store)
     feed.subscribers = 1  # the reader task is not started: these reads are the test's
