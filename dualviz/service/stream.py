@@ -125,7 +125,7 @@ class Feed:
     readout: explain.LiveReadout | None = None
     state: bytes = b""  # status, bounds and readout: what a page shows besides the curves
     version: int = 0  # increases when `state` changes other than in its readout
-    _state_key: str = ""  # `state` without its readout (every batch carries the readout)
+    _state_key: str = ""  # `state` without its readout (batches carry the readout)
     subscribers: int = 0
     idle_since: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -153,13 +153,15 @@ class Feed:
                             record.run if record else None)
         if news:
             self.readout.add([s for _, s in news])
+            built = []
             for group in _message_groups(news):
                 first, last = group[0][0], group[-1][0]
                 snapshots = [s for _, s in group]
                 body = self._batch(snapshots, self.last, last, whole=last == news[-1][0])
-                self.messages.append((first, last, sse("batch", body, last)))
+                built.append((first, last, sse("batch", body, last)))
                 for snapshot in snapshots:
                     self.last[snapshot.restart] = snapshot
+            self.messages.extend(built)  # one step for the subscribers that walk the ring
             self.seq = news[-1][0]
         # Subscribers read this feed while it is written (they run on the event loop): the
         # batches first, then the state that follows them, the record (which says final) last.
@@ -215,9 +217,15 @@ class Feed:
         when the ring does not start exactly there (then the subscriber gets a catch-up)."""
         if cursor >= self.seq:
             return []
-        for index, (first, _, _) in enumerate(self.messages):
+        # One copy, searched from its newest end (where a live page's cursor is): the reader
+        # thread appends meanwhile, and a full ring drops its oldest message at each append.
+        ring = list(self.messages)
+        for index in range(len(ring) - 1, -1, -1):
+            first = ring[index][0]
             if first == cursor + 1:
-                return [(last, body) for _, last, body in list(self.messages)[index:]]
+                return [(last, body) for _, last, body in ring[index:]]
+            if first <= cursor:
+                break
         return None
 
     def catch_up(self, store: Store, cursor: int) -> tuple[int, bytes] | None:
@@ -237,7 +245,8 @@ class Feed:
 def _message_groups(news: list[tuple[int, Snapshot]]) -> list[list[tuple[int, Snapshot]]]:
     """A read's snapshots as messages: one each when the read found few (a page draws one
     message per frame, so a curve shows every step the job took even when two snapshots
-    were written between two reads), else one message (a catch-up, thinned)."""
+    were written between two reads), else one message (a catch-up; thinned beyond
+    MAX_POINTS_PER_MESSAGE)."""
     if len(news) <= MESSAGE_PER_SNAPSHOT_UP_TO:
         return [[item] for item in news]
     return [news]
@@ -312,8 +321,9 @@ class Broadcaster:
     async def subscribe(self, feed: Feed, cursor: int, watcher: str | None,
                         is_disconnected: Callable[[], Any]) -> AsyncIterator[bytes]:
         """The bytes of one subscriber's stream: its feed's state, then every batch after
-        `cursor` as they come, each followed by the state if it changed; it ends with the job
-        (an "end" event), after STREAM_SECONDS, or when the browser goes away."""
+        `cursor` as they come (those waiting in one write), then the state if it changed;
+        it ends with the job (an "end" event), after STREAM_SECONDS, or when the browser
+        goes away."""
         feed.subscribers += 1
         self.streams += 1
         clock = StreamClock()
