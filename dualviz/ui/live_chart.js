@@ -66,8 +66,10 @@ function emptyUpdate() {
 function merge(into, update) {
   for (const [key, points] of Object.entries(update.extend || {})) {
     const slot = into.extend[key] || (into.extend[key] = { match: points.match, x: [], y: [] });
-    slot.x.push(...points.x);
-    slot.y.push(...points.y);
+    // A loop, not push(...points): a step a hidden tab held can pass the engine's limit on
+    // the arguments of one call.
+    for (const x of points.x) slot.x.push(x);
+    for (const y of points.y) slot.y.push(y);
   }
   Object.assign(into.replace, update.replace || {});  // whole vectors: the newest counts
   return into;
@@ -92,8 +94,8 @@ function queue(root, figureId, update) {
 
 // How many of a figure's waiting steps this frame draws, and what they add up to.
 function nextSteps(steps) {
-  const take = steps.length > PACED_BACKLOG ? steps.length : 1;
-  return { take, update: steps.slice(0, take).reduce(merge, emptyUpdate()) };
+  if (steps.length <= PACED_BACKLOG) return { take: 1, update: steps[0] };
+  return { take: steps.length, update: steps.reduce(merge, emptyUpdate()) };
 }
 
 // Forget the steps drawn (or found empty); true if more wait.
