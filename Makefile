@@ -30,7 +30,7 @@ lint: $(STAMP)
 
 # Everything: unit, property, AppTest, real servers and real browsers. Two worker processes,
 # one test file at a time each (module fixtures stay per file): 660-845 s on a quiet 2-core machine
-# (822 tests), where the browser tests mostly wait on their servers.
+# (825 tests), where the browser tests mostly wait on their servers.
 test: $(STAMP) lint
 	$(PYTEST) -n 2 --dist loadfile
 

@@ -38,6 +38,13 @@ RUN = Experiment(n=200, d=40, k=10, x_rank=40, target_rank=5, width=16, iteratio
 # 20 s after its stream went away).
 ENDLESS = RUN.replace(restarts=8, iterations=1000, seed=3, **SLOW_TRAINING)[0]
 
+
+def slow_run(seed: int) -> Experiment:
+    """RUN trained by Adam: about 10-14 s (20 s under CI's load; its twin 23 s), so it outlasts
+    a page's loading and what a test does meanwhile; RUN's L-BFGS (9 s under load) once ended
+    before a second tab drew, and before the state with its dual reached the page."""
+    return RUN.replace(seed=seed, restarts=1, iterations=7000, **SLOW_TRAINING)[0]
+
 FIGURE_DATA_JS = """() => {
   const gd = document.querySelector('.dv-fig-objective_figure');
   if (!gd || !gd.data) return null;
@@ -109,9 +116,16 @@ def streamed_points(tab) -> dict[tuple[int, str], list[tuple[float, float | None
             if t["meta"] and "restart" in t["meta"]}
 
 
-def drawn_count(points: dict[tuple[int, str], list[tuple[float, float | None]]]) -> int:
-    """How many of `streamed_points` are drawn (not gaps)."""
-    return sum(y is not None for series in points.values() for _, y in series)
+def points_while_running(tab, exp) -> dict[tuple[int, str], list] | None:
+    """`streamed_points` once the tab draws more than three points of `exp` while it runs,
+    else None; a tab showing `exp` done before that fails the test at once."""
+    state = wait_for_state(tab, lambda s: True, 5, what="the page")
+    assert not done(exp, twin_too=False)(state), "the run ended before the page drew it"
+    if not running(exp)(state):
+        return None
+    points = streamed_points(tab)
+    drawn = sum(y is not None for series in points.values() for _, y in series)
+    return points if drawn > 3 else None
 
 
 def test_the_curve_grows_in_the_browser_while_the_job_runs(server, page):
@@ -148,16 +162,10 @@ def test_the_dual_line_is_drawn_while_the_job_runs(server, page):
     """A linear net's dual comes from its job (a CVXPY solve) after the page was drawn with
     the closed form: the stream's state relayouts the figure, without a rerun."""
     tab, _ = page
-    # Adam's ~12 s (20 s under load), as in the two-tabs test: RUN's L-BFGS, 9 s under load,
-    # once ended before the state carrying its dual reached the page.
-    exp = RUN.replace(seed=17, restarts=1, iterations=7000, **SLOW_TRAINING)[0]
+    exp = slow_run(seed=17)
     tab.goto(explorer_url(server.url, exp.to_query()))
     deadline = time.monotonic() + 120
-    while True:
-        state = wait_for_state(tab, lambda s: True, 5, what="the page")
-        assert not done(exp, twin_too=False)(state), "the run ended before it drew"
-        if running(exp)(state) and drawn_count(streamed_points(tab)) > 3:
-            break
+    while points_while_running(tab, exp) is None:
         assert time.monotonic() < deadline, "no points drawn while the job ran"
         time.sleep(0.1)
     notes = tab.wait_for_function("""() => {
@@ -218,10 +226,7 @@ def test_a_reload_mid_run_reattaches_without_duplicated_points(server, page):
 
 
 def test_two_tabs_on_one_experiment_see_the_same_points(server, browser):
-    # About 10 s of training (20 s under CI's load): both tabs attach while it runs. With
-    # RUN's L-BFGS (9 s under load) the second tab, waited for only after the first, once
-    # rendered after the job had ended.
-    exp = RUN.replace(seed=12, restarts=1, iterations=7000, **SLOW_TRAINING)[0]
+    exp = slow_run(seed=12)
     contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(2)]
     try:
         tabs = [context.new_page() for context in contexts]
@@ -233,12 +238,7 @@ def test_two_tabs_on_one_experiment_see_the_same_points(server, browser):
         deadline = time.monotonic() + 120
         while len(drawn) < len(tabs) and time.monotonic() < deadline:
             for index, tab in enumerate(tabs):
-                if index in drawn:
-                    continue
-                state = wait_for_state(tab, lambda s: True, 5, what="the page")
-                assert not done(exp, twin_too=False)(state), f"tab {index}: ended before it drew"
-                points = streamed_points(tab) if running(exp)(state) else {}
-                if drawn_count(points) > 3:
+                if index not in drawn and (points := points_while_running(tab, exp)):
                     drawn[index] = points
             time.sleep(0.1)
         assert len(drawn) == len(tabs), f"points streaming in tabs {sorted(drawn)} only"
@@ -330,8 +330,7 @@ def test_streams_beyond_the_servers_cap_are_refused_and_the_page_catches_up(tmp_
     """DUALVIZ_MAX_STREAMS=2: while one tab's two streams are open a third is refused with
     503; a second tab on the same run is refused at first, asks again, and still ends with the
     final result (nothing else would rerun it)."""
-    # About 10 s of training (its twin 23 s): both streams stay open while the test acts.
-    exp = RUN.replace(seed=31, restarts=1, iterations=7000, **SLOW_TRAINING)[0]
+    exp = slow_run(seed=31)  # both streams stay open while the test acts
     with streamlit_server(tmp_path, extra_env={"DUALVIZ_MAX_STREAMS": "2"}) as server:
         first = browser.new_page(viewport=VIEWPORT)
         first.goto(explorer_url(server.url, exp.to_query()))
